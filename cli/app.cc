@@ -1,0 +1,57 @@
+#include "cli/app.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "base/log.h"
+#include "store/store.h"
+
+namespace strata::cli {
+
+std::filesystem::path DefaultRoot() {
+  if (geteuid() == 0) return "/var/lib/strata";
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) {
+    return std::filesystem::path(xdg) / "strata";
+  }
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home ? home : "/tmp") / ".local/share/strata";
+}
+
+void Die(const Error& error) {
+  fmt::print(stderr, "strata: {}\n", error.message());
+  throw CLI::RuntimeError(1);
+}
+
+std::unique_ptr<store::Store> OpenStoreOrDie(const GlobalOptions& options) {
+  return OrDie(store::Store::Open(options.root));
+}
+
+void BuildApp(CLI::App& app, GlobalOptions& options) {
+  app.description(
+      "strata: a layered image store and copy-on-write filesystem service.\n"
+      "Pulls and pushes OCI and Docker images, keeps them in a content-addressed store,\n"
+      "and composes their layers into root filesystems for containers.");
+  app.require_subcommand(1);
+  app.fallthrough();
+  options.root = DefaultRoot();
+  app.add_option("--root", options.root, "Store root directory")
+      ->envname("STRATA_ROOT")
+      ->default_str(options.root.string());
+  app.add_option("--log-level", options.log_level, "Log level: trace|debug|info|warn|error|off")
+      ->envname("STRATA_LOG_LEVEL")
+      ->default_str(options.log_level);
+  app.add_flag("--json", options.json, "Print machine-readable JSON where supported");
+  app.parse_complete_callback([&options] {
+    if (auto status = InitLogging(options.log_level); !status) {
+      throw CLI::ValidationError("--log-level", status.error().message());
+    }
+  });
+
+  AddVersionCommand(app, options);
+  AddContentCommands(app, options);
+  AddImageCommands(app, options);
+  AddMaintenanceCommands(app, options);
+}
+
+}  // namespace strata::cli

@@ -1,0 +1,52 @@
+// The `strata` command line: global options and the registry of subcommands.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "base/error.h"
+
+namespace strata::store {
+class Store;
+}
+
+namespace strata::cli {
+
+// Options every subcommand sees. Filled in by CLI11 before a subcommand's callback runs.
+struct GlobalOptions {
+  std::filesystem::path root;   // store root (--root, $STRATA_ROOT, default below)
+  std::string log_level = "warn";
+  bool json = false;            // machine-readable output where a command supports it
+};
+
+// Where the store lives when --root and $STRATA_ROOT are unset: /var/lib/strata for root,
+// $XDG_DATA_HOME/strata (or ~/.local/share/strata) for other users.
+std::filesystem::path DefaultRoot();
+
+// Builds the application with every subcommand attached. `options` must outlive the app.
+// A subcommand signals failure by throwing CLI::RuntimeError(exit_code) after printing
+// its error, so main() stays the one place that turns errors into exit codes.
+void BuildApp(CLI::App& app, GlobalOptions& options);
+
+// Prints "strata: <message>" to stderr and ends the command with exit status 1.
+[[noreturn]] void Die(const Error& error);
+// Unwraps a Result or Die()s with its error.
+template <typename T>
+T OrDie(Result<T> result) {
+  if (!result) Die(result.error());
+  if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+// Opens the store at options.root (Die()s on failure).
+std::unique_ptr<store::Store> OpenStoreOrDie(const GlobalOptions& options);
+
+// Subcommand registrars, one per file.
+void AddVersionCommand(CLI::App& app, const GlobalOptions& options);
+void AddContentCommands(CLI::App& app, const GlobalOptions& options);
+void AddImageCommands(CLI::App& app, const GlobalOptions& options);
+void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options);
+
+}  // namespace strata::cli

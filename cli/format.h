@@ -1,0 +1,22 @@
+// Output helpers shared by the subcommands: aligned tables, sizes, ages.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "store/types.h"
+
+namespace strata::cli {
+
+// "0 B", "512 B", "1.5 KiB", "3.2 GiB".
+std::string HumanSize(int64_t bytes);
+// "12 seconds", "3 minutes", "2 days" since `t`.
+std::string Age(store::Timestamp t);
+// "k=v,k2=v2" ("-" when empty), as ctr prints labels.
+std::string FormatLabels(const store::Labels& labels);
+
+// Prints rows with columns padded to the widest cell; the first row is the header.
+void PrintTable(const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace strata::cli
