@@ -180,7 +180,7 @@ void AddContentCommands(CLI::App& app, const GlobalOptions& options) {
   ingest->add_option("--ref", ingest_args->ref, "Ingest reference (resumable key); default cli-ingest-<pid>");
   ingest->add_option("--expected", ingest_args->expected, "Digest the content must have");
   ingest->add_option("--size", ingest_args->size, "Size the content must have");
-  ingest->add_option("--label", ingest_args->labels, "Label KEY=VALUE (repeatable)");
+  ingest->add_option("--label", ingest_args->labels, "Label KEY=VALUE (repeatable)")->allow_extra_args(false);
   ingest->callback([&options, ingest_args] { Ingest(options, *ingest_args); });
 }
 

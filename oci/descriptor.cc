@@ -54,4 +54,16 @@ nlohmann::json Descriptor::ToJson() const {
 
 std::string Descriptor::Serialize() const { return internal::DumpJson(ToJson()); }
 
+Result<std::vector<Descriptor>> internal::DescriptorListFromJson(const nlohmann::json* value, const JsonPath& path) {
+  if (value == nullptr) return Fail(path.Invalid("missing"));
+  if (!value->is_array()) return Fail(path.Invalid(fmt::format("expected an array, got {}", value->type_name())));
+  std::vector<Descriptor> list;
+  list.reserve(value->size());
+  for (size_t i = 0; i < value->size(); ++i) {
+    STRATA_ASSIGN_OR_RETURN(Descriptor entry, DescriptorFromJson((*value)[i], path.Element(i)));
+    list.push_back(std::move(entry));
+  }
+  return list;
+}
+
 }  // namespace strata::oci

@@ -34,17 +34,8 @@ Result<Index> Index::FromJson(const nlohmann::json& value) {
   }
   STRATA_ASSIGN_OR_RETURN(index.artifact_type, reader.OptionalString("artifactType"));
 
-  const nlohmann::json* manifests = reader.Take("manifests");
-  if (manifests == nullptr) return Fail(path.Field("manifests").Invalid("missing"));
-  if (!manifests->is_array()) {
-    return Fail(path.Field("manifests").Invalid(fmt::format("expected an array, got {}", manifests->type_name())));
-  }
-  index.manifests.reserve(manifests->size());
-  for (size_t i = 0; i < manifests->size(); ++i) {
-    STRATA_ASSIGN_OR_RETURN(Descriptor entry,
-                            internal::DescriptorFromJson((*manifests)[i], path.Field("manifests").Element(i)));
-    index.manifests.push_back(std::move(entry));
-  }
+  STRATA_ASSIGN_OR_RETURN(index.manifests,
+                          internal::DescriptorListFromJson(reader.Take("manifests"), path.Field("manifests")));
 
   if (const nlohmann::json* subject = reader.Take("subject")) {
     STRATA_ASSIGN_OR_RETURN(index.subject, internal::DescriptorFromJson(*subject, path.Field("subject")));

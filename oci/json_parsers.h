@@ -14,5 +14,7 @@ namespace strata::oci::internal {
 
 Result<Platform> PlatformFromJson(const nlohmann::json& value, const JsonPath& path);
 Result<Descriptor> DescriptorFromJson(const nlohmann::json& value, const JsonPath& path);
+// The required array `value` (the field at `path`; null = missing) of descriptors.
+Result<std::vector<Descriptor>> DescriptorListFromJson(const nlohmann::json* value, const JsonPath& path);
 
 }  // namespace strata::oci::internal

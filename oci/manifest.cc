@@ -37,17 +37,8 @@ Result<Manifest> Manifest::FromJson(const nlohmann::json& value) {
   manifest.config = std::move(config);
   STRATA_ASSIGN_OR_RETURN(manifest.artifact_type, reader.OptionalString("artifactType"));
 
-  const nlohmann::json* layers = reader.Take("layers");
-  if (layers == nullptr) return Fail(path.Field("layers").Invalid("missing"));
-  if (!layers->is_array()) {
-    return Fail(path.Field("layers").Invalid(fmt::format("expected an array, got {}", layers->type_name())));
-  }
-  manifest.layers.reserve(layers->size());
-  for (size_t i = 0; i < layers->size(); ++i) {
-    STRATA_ASSIGN_OR_RETURN(Descriptor layer,
-                            internal::DescriptorFromJson((*layers)[i], path.Field("layers").Element(i)));
-    manifest.layers.push_back(std::move(layer));
-  }
+  STRATA_ASSIGN_OR_RETURN(manifest.layers,
+                          internal::DescriptorListFromJson(reader.Take("layers"), path.Field("layers")));
 
   if (const nlohmann::json* subject = reader.Take("subject")) {
     STRATA_ASSIGN_OR_RETURN(manifest.subject, internal::DescriptorFromJson(*subject, path.Field("subject")));

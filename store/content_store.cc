@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <mutex>
-#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "store/lease_manager.h"
@@ -18,7 +17,6 @@ namespace fs = std::filesystem;
 
 constexpr size_t kRehashChunk = 1 << 20;
 constexpr int64_t kWritebackChunk = 8 << 20;
-constexpr size_t kParallelHashThreshold = 512 << 10;
 
 std::string ToMsgpack(const json& doc) {
   auto bytes = json::to_msgpack(doc);
@@ -244,7 +242,7 @@ Result<std::unique_ptr<ContentWriter>> ContentStore::Writer(const std::string& r
   UniqueFd data;
   int64_t offset = 0;
   // Hash with the expected digest's algorithm so sha512 blobs verify too.
-  Digester digester(expected ? expected->algorithm() : DigestAlgorithm::kSha256);
+  auto digester = std::make_unique<BackgroundDigester>(expected ? expected->algorithm() : DigestAlgorithm::kSha256);
   if (resume) {
     auto fd = OpenFile(data_path, O_RDWR);
     if (fd) {
@@ -256,7 +254,7 @@ Result<std::unique_ptr<ContentWriter>> ContentStore::Writer(const std::string& r
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return Fail(Errno("read ingest", data_path));
         if (n == 0) break;
-        digester.Update(buffer.data(), static_cast<size_t>(n));
+        digester->Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
         offset += n;
       }
     } else {
@@ -347,17 +345,8 @@ ContentWriter::~ContentWriter() {
 
 Status ContentWriter::Write(std::string_view data) {
   if (committed_) return Fail(ErrorCode::kFailedPrecondition, "ingest {:?} was already committed", ref_);
-  if (data.size() >= kParallelHashThreshold) {
-    // Hash on a second core while this one copies into the page cache: the two take
-    // about as long each, so a large ingest costs little more than the write alone.
-    std::thread hasher([&] { digester_.Update(data); });
-    auto written = WriteAll(data_.get(), data);
-    hasher.join();
-    STRATA_RETURN_IF_ERROR(written);
-  } else {
-    STRATA_RETURN_IF_ERROR(WriteAll(data_.get(), data));
-    digester_.Update(data);
-  }
+  STRATA_RETURN_IF_ERROR(WriteAll(data_.get(), data));
+  digester_->Update(data);
   offset_ += static_cast<int64_t>(data.size());
   // Start writeback as we go so the fsync at commit has little left to do; the disk works
   // while we hash (cp + fsync, by contrast, writes everything at the end).
@@ -376,7 +365,7 @@ Status ContentWriter::Reset() {
   if (ftruncate(data_.get(), 0) != 0 || lseek(data_.get(), 0, SEEK_SET) != 0) {
     return Fail(ErrorCode::kInternal, "truncate ingest {:?}: {}", ref_, strerror(errno));
   }
-  digester_ = Digester(expected_ ? expected_->algorithm() : DigestAlgorithm::kSha256);
+  digester_ = std::make_unique<BackgroundDigester>(expected_ ? expected_->algorithm() : DigestAlgorithm::kSha256);
   offset_ = 0;
   writeback_offset_ = 0;
   return {};
@@ -397,7 +386,7 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
     return Fail(ErrorCode::kFailedPrecondition, "ingest {:?}: wrote {} bytes but the expected size is {}", ref_,
                 offset_, size);
   }
-  Digest actual = digester_.Finish();
+  Digest actual = digester_->Finish();
   if (expected && actual != *expected) {
     discard();
     return Fail(ErrorCode::kFailedPrecondition, "ingest {:?}: content digest {} does not match expected digest {}",

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "base/background_digester.h"
 #include "base/digest.h"
 #include "base/error.h"
 #include "base/file.h"
@@ -110,7 +111,7 @@ class ContentWriter {
   std::optional<Digest> expected_;
   Timestamp started_;
   std::string lease_;
-  Digester digester_;
+  std::unique_ptr<BackgroundDigester> digester_;  // hashes on a second core while we write
   bool committed_ = false;
 };
 

@@ -40,16 +40,16 @@ using TokenGrantFunction = std::function<std::vector<std::string>(const std::str
 struct TokenServerOptions {
   std::string issuer = "strata-test-token-issuer";
   std::string service = "strata-test-registry";
-  // Accounts (user -> password). When `require_credentials`, a request without valid Basic
-  // credentials gets 401; otherwise it is served as the anonymous user "".
+  // Accounts (user -> password). Wrong credentials always get 401. A request without
+  // credentials gets 401 when `require_credentials`, else it is served as the anonymous
+  // user "".
   std::map<std::string, std::string> users;
   bool require_credentials = false;
-  // Wrong credentials are always rejected with 401, whatever require_credentials says.
-  //
   // Grants: user -> actions allowed on every resource ("*" = all). A user absent from the
   // map is granted everything requested. Ignored when `grant` is set.
   std::map<std::string, std::set<std::string>> allowed_actions;
   TokenGrantFunction grant;
+  // expires_in of issued tokens (and exp - iat).
   std::chrono::seconds lifetime{300};
   // How the JWT header names its signing key: the certificate chain (`x5c`) and/or the
   // libtrust key id (`kid`). distribution 2.8 tries x5c first, then kid (looked up among

@@ -1,0 +1,215 @@
+#include "bench/bench_util.h"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "base/file.h"
+
+extern char** environ;
+
+namespace strata::bench {
+
+void CommandLine::Usage(int status) const {
+  std::fprintf(status == 0 ? stdout : stderr, "usage: %s %s\n", program_.c_str(), synopsis_.c_str());
+  std::exit(status);
+}
+
+void CommandLine::BadNumber(std::string_view flag, std::string_view text) const {
+  std::fprintf(stderr, "%s: %.*s wants a positive number, got \"%.*s\"\n", program_.c_str(),
+               static_cast<int>(flag.size()), flag.data(), static_cast<int>(text.size()), text.data());
+  Usage(2);
+}
+
+void CommandLine::Parse(int argc, char** argv,
+                        const std::function<bool(std::string_view, std::string_view)>& on_flag) const {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") Usage(0);
+    if (i + 1 >= argc) Usage(2);
+    const std::string_view value = argv[++i];
+    if (!on_flag(arg, value)) Usage(2);
+  }
+}
+
+void RandomBytes::Fill(char* out, size_t size) {
+  size_t i = 0;
+  for (; i + 8 <= size; i += 8) {
+    state_ ^= state_ >> 12;
+    state_ ^= state_ << 25;
+    state_ ^= state_ >> 27;
+    const uint64_t word = state_ * 0x2545F4914F6CDD1Dull;
+    std::memcpy(out + i, &word, 8);
+  }
+  // A tail shorter than a word: its position, as the first digest benchmark did.
+  for (; i < size; ++i) out[i] = static_cast<char>(position_ + i);
+  position_ += size;
+}
+
+std::string MakeRandomBuffer(size_t size) {
+  std::string buffer(size, '\0');
+  RandomBytes().Fill(buffer.data(), size);
+  return buffer;
+}
+
+Status WriteRandomFile(const std::filesystem::path& path, size_t size) {
+  STRATA_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC));
+  RandomBytes random;
+  std::string chunk(kChunk, '\0');
+  for (size_t done = 0; done < size;) {
+    const size_t n = std::min(kChunk, size - done);
+    random.Fill(chunk.data(), n);
+    STRATA_RETURN_IF_ERROR(WriteAll(fd.get(), std::string_view(chunk.data(), n)));
+    done += n;
+  }
+  if (::fdatasync(fd.get()) != 0) {
+    return Fail(ErrorCode::kInternal, "fdatasync {}: {}", path.native(), std::strerror(errno));
+  }
+  return {};
+}
+
+Result<Digest> HashFile(const std::filesystem::path& path) {
+  STRATA_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  std::unique_ptr<char[]> chunk(new char[kChunk]);
+  Digester digester;
+  while (true) {
+    const ssize_t got = ::read(fd.get(), chunk.get(), kChunk);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      return Fail(ErrorCode::kInternal, "read {}: {}", path.native(), std::strerror(errno));
+    }
+    if (got == 0) break;
+    digester.Update(chunk.get(), static_cast<size_t>(got));
+  }
+  return digester.Finish();
+}
+
+double ResidentFraction(const std::filesystem::path& path) {
+  Result<UniqueFd> fd = OpenFile(path, O_RDONLY);
+  if (!fd) return -1;
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return -1;
+  if (st.st_size == 0) return 1;
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd->get(), 0);
+  if (map == MAP_FAILED) return -1;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t pages = (size + page - 1) / page;
+  std::vector<unsigned char> resident(pages);
+  const int rc = ::mincore(map, size, resident.data());
+  ::munmap(map, size);
+  if (rc != 0) return -1;
+  const size_t in_core = std::count_if(resident.begin(), resident.end(), [](unsigned char c) { return c & 1; });
+  return static_cast<double>(in_core) / static_cast<double>(pages);
+}
+
+double EnsureCached(const std::filesystem::path& path) {
+  const double before = ResidentFraction(path);
+  if (before >= 1) return before;
+  if (!HashFile(path)) return -1;
+  return ResidentFraction(path);
+}
+
+double TimeSeconds(const std::function<void()>& body) {
+  const auto start = std::chrono::steady_clock::now();
+  body();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+Timing BestOf(int runs, const std::function<std::string()>& body) {
+  Timing timing;
+  for (int run = 0; run < runs; ++run) {
+    const double seconds = TimeSeconds([&] { timing.output = body(); });
+    if (run == 0 || seconds < timing.best_seconds) timing.best_seconds = seconds;
+  }
+  return timing;
+}
+
+double Samples::Median() const {
+  std::vector<double> sorted = seconds_;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t mid = sorted.size() / 2;
+  return sorted.size() % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+double Samples::Min() const { return *std::min_element(seconds_.begin(), seconds_.end()); }
+double Samples::Max() const { return *std::max_element(seconds_.begin(), seconds_.end()); }
+
+double GigabytesPerSecond(size_t bytes, double seconds) { return static_cast<double>(bytes) / seconds / 1e9; }
+
+std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args) {
+  if (args.empty()) return std::nullopt;
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return std::nullopt;
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+  std::vector<char*> argv;
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  write_end.reset();
+  if (spawned != 0) return std::nullopt;
+
+  std::string output;
+  char buffer[4096];
+  while (true) {
+    const ssize_t got = ::read(read_end.get(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    output.append(buffer, static_cast<size_t>(got));
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return std::nullopt;
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  return output;
+}
+
+std::string MachineLoad::Describe() const {
+  return fmt::format("load average {:.2f} on {} CPUs before the run{}", one_minute, cpus,
+                     busy() ? " -- machine busy, figures understate throughput" : "");
+}
+
+MachineLoad ReadMachineLoad() {
+  MachineLoad load;
+  load.cpus = std::thread::hardware_concurrency();
+  if (Result<std::string> text = ReadFile("/proc/loadavg")) load.one_minute = std::strtod(text->c_str(), nullptr);
+  return load;
+}
+
+std::string MarkdownTable::Render() const {
+  std::string out = "|";
+  for (const Column& column : columns_) out += fmt::format(" {} |", column.title);
+  out += "\n|";
+  for (const Column& column : columns_) out += column.align == Align::kLeft ? "---|" : "---:|";
+  out += "\n";
+  for (const std::vector<std::string>& row : rows_) {
+    out += "|";
+    for (const std::string& cell : row) out += fmt::format(" {} |", cell);
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace strata::bench
