@@ -218,7 +218,11 @@ int Run(const Options& options) {
   bench::Samples writer_phase, writes_phase, commit_phase;
   double min_resident = 1;
   for (int round = 0; round < options.rounds; ++round) {
-    for (size_t which = 0; which < measurements.size(); ++which) {
+    // Rotate the order every round: what ran just before matters here (a run straight
+    // after sha256sum's full read of the input is markedly slower, whichever tool it is),
+    // so every implementation takes every slot equally often.
+    for (size_t slot = 0; slot < measurements.size(); ++slot) {
+      const size_t which = (slot + static_cast<size_t>(round)) % measurements.size();
       Measurement& m = measurements[which];
       if (m.error) continue;
       // Outside the timed region: nothing of the last run left to write back, input cached.
@@ -247,6 +251,7 @@ int Run(const Options& options) {
       fs::remove_all(out, ec);
       if (seconds) {
         m.samples.Add(*seconds);
+        std::fprintf(stderr, "  %.3f s\n", *seconds);
       } else {
         std::fprintf(stderr, "%s\n", seconds.error().ToString().c_str());
         m.error = seconds.error();
