@@ -16,7 +16,6 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr size_t kRehashChunk = 1 << 20;
-constexpr int64_t kWritebackChunk = 8 << 20;
 
 std::string ToMsgpack(const json& doc) {
   auto bytes = json::to_msgpack(doc);
@@ -239,40 +238,34 @@ Result<std::unique_ptr<ContentWriter>> ContentStore::Writer(const std::string& r
 
   fs::path dir = IngestDir(dir_id);
   fs::path data_path = dir / "data";
-  UniqueFd data;
+  std::unique_ptr<IngestFile> file;
   int64_t offset = 0;
   // Hash with the expected digest's algorithm so sha512 blobs verify too.
   auto digester = std::make_unique<BackgroundDigester>(expected ? expected->algorithm() : DigestAlgorithm::kSha256);
-  if (resume) {
-    auto fd = OpenFile(data_path, O_RDWR);
-    if (fd) {
-      data = std::move(*fd);
-      // Rehash what is on disk: the file, not the record, says how far the last writer got.
-      std::string buffer(kRehashChunk, '\0');
-      while (true) {
-        ssize_t n = read(data.get(), buffer.data(), buffer.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return Fail(Errno("read ingest", data_path));
-        if (n == 0) break;
-        digester->Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
-        offset += n;
-      }
-    } else {
-      resume = false;  // record without data (crash before the file was made): start over
+  if (resume && fs::exists(data_path)) {
+    STRATA_ASSIGN_OR_RETURN(file, IngestFile::Open(data_path, /*truncate=*/false));
+    // Rehash what is on disk: the file, not the record, says how far the last writer got.
+    std::string buffer(kRehashChunk, '\0');
+    while (offset < file->size()) {
+      ssize_t n = pread(file->fd(), buffer.data(), buffer.size(), offset);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return Fail(Errno("read ingest", data_path));
+      if (n == 0) break;
+      digester->Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
+      offset += n;
     }
-  }
-  if (!resume) {
+  } else {
+    // No ingest, or a record without data (a crash before the file was made): start over.
     std::error_code ec;
     fs::remove_all(dir, ec);
     fs::create_directories(dir, ec);
     if (ec) return Fail(ErrorCode::kInternal, "create ingest {}: {}", dir.string(), ec.message());
-    STRATA_ASSIGN_OR_RETURN(data, OpenFile(data_path, O_RDWR | O_CREAT | O_TRUNC, 0644));
+    STRATA_ASSIGN_OR_RETURN(file, IngestFile::Open(data_path, /*truncate=*/true));
   }
 
-  std::unique_ptr<ContentWriter> writer(new ContentWriter(this, std::move(lock), ref, dir_id, std::move(data), total,
+  std::unique_ptr<ContentWriter> writer(new ContentWriter(this, std::move(lock), ref, dir_id, std::move(file), total,
                                                           expected, started, options.lease));
   writer->offset_ = offset;
-  writer->writeback_offset_ = offset;
   writer->digester_ = std::move(digester);
   STRATA_RETURN_IF_ERROR(RecordIngest(*writer));
   return writer;
@@ -324,20 +317,20 @@ Status ContentStore::Abort(const std::string& ref) {
 }
 
 ContentWriter::ContentWriter(ContentStore* store, KeyLocks::Guard lock, std::string ref, std::string dir_id,
-                             UniqueFd data, int64_t total, std::optional<Digest> expected, Timestamp started,
-                             std::string lease)
+                             std::unique_ptr<IngestFile> file, int64_t total, std::optional<Digest> expected,
+                             Timestamp started, std::string lease)
     : store_(store),
       lock_(std::move(lock)),
       ref_(std::move(ref)),
       dir_id_(std::move(dir_id)),
-      data_(std::move(data)),
+      file_(std::move(file)),
       total_(total),
       expected_(std::move(expected)),
       started_(started),
       lease_(std::move(lease)) {}
 
 ContentWriter::~ContentWriter() {
-  if (!committed_ && data_) {
+  if (!committed_ && file_) {
     // Keep the ingest for resume; the recorded offset is informational (the file is truth).
     (void)store_->RecordIngest(*this);
   }
@@ -345,15 +338,9 @@ ContentWriter::~ContentWriter() {
 
 Status ContentWriter::Write(std::string_view data) {
   if (committed_) return Fail(ErrorCode::kFailedPrecondition, "ingest {:?} was already committed", ref_);
-  STRATA_RETURN_IF_ERROR(WriteAll(data_.get(), data));
-  digester_->Update(data);
+  STRATA_RETURN_IF_ERROR(file_->Append(data));
+  digester_->Update(data);  // hashes on a second core while the next piece is written
   offset_ += static_cast<int64_t>(data.size());
-  // Start writeback as we go so the fsync at commit has little left to do; the disk works
-  // while we hash (cp + fsync, by contrast, writes everything at the end).
-  if (offset_ - writeback_offset_ >= kWritebackChunk) {
-    sync_file_range(data_.get(), writeback_offset_, offset_ - writeback_offset_, SYNC_FILE_RANGE_WRITE);
-    writeback_offset_ = offset_;
-  }
   return {};
 }
 
@@ -362,12 +349,9 @@ IngestStatus ContentWriter::status() const {
 }
 
 Status ContentWriter::Reset() {
-  if (ftruncate(data_.get(), 0) != 0 || lseek(data_.get(), 0, SEEK_SET) != 0) {
-    return Fail(ErrorCode::kInternal, "truncate ingest {:?}: {}", ref_, strerror(errno));
-  }
+  STRATA_RETURN_IF_ERROR(file_->Truncate());
   digester_ = std::make_unique<BackgroundDigester>(expected_ ? expected_->algorithm() : DigestAlgorithm::kSha256);
   offset_ = 0;
-  writeback_offset_ = 0;
   return {};
 }
 
@@ -378,7 +362,7 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
   if (size <= 0 && total_ > 0) size = total_;
   auto discard = [&] {
     committed_ = true;  // the ingest is gone; nothing to record on destruction
-    data_.reset();
+    file_.reset();
     (void)store_->DiscardIngest(ref_, dir_id_);
   };
   if (size > 0 && size != offset_) {
@@ -404,8 +388,8 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
   // Durable file first, then its record.
   fs::path blob = store_->BlobPath(actual);
   fs::path data_path = store_->IngestDir(dir_id_) / "data";
-  if (fsync(data_.get()) != 0) return Fail(Errno("fsync ingest", data_path));
-  if (fchmod(data_.get(), 0444) != 0) return Fail(Errno("chmod ingest", data_path));
+  STRATA_RETURN_IF_ERROR(file_->Sync());
+  if (fchmod(file_->fd(), 0444) != 0) return Fail(Errno("chmod ingest", data_path));
   if (rename(data_path.c_str(), blob.c_str()) != 0) return Fail(Errno("publish blob", blob));
   STRATA_RETURN_IF_ERROR(FsyncDir(blob.parent_path()));
 
@@ -420,7 +404,7 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
   }
   STRATA_RETURN_IF_ERROR(store_->db_.Write(batch));
   committed_ = true;
-  data_.reset();
+  file_.reset();
   std::error_code ec;
   fs::remove_all(store_->IngestDir(dir_id_), ec);  // best effort: GC sweeps leftovers
   return info;

@@ -31,6 +31,7 @@
 #include "base/error.h"
 #include "base/file.h"
 #include "store/filters.h"
+#include "store/ingest_file.h"
 #include "store/meta_db.h"
 #include "store/types.h"
 
@@ -97,16 +98,15 @@ class ContentWriter {
  private:
   friend class ContentStore;
   ContentWriter(ContentStore* store, KeyLocks::Guard lock, std::string ref, std::string dir_id,
-                UniqueFd data, int64_t total, std::optional<Digest> expected, Timestamp started,
-                std::string lease);
+                std::unique_ptr<IngestFile> file, int64_t total, std::optional<Digest> expected,
+                Timestamp started, std::string lease);
 
   ContentStore* store_;
   KeyLocks::Guard lock_;
   std::string ref_;
   std::string dir_id_;
-  UniqueFd data_;
+  std::unique_ptr<IngestFile> file_;
   int64_t offset_ = 0;
-  int64_t writeback_offset_ = 0;  // bytes before this have had writeback started
   int64_t total_ = 0;
   std::optional<Digest> expected_;
   Timestamp started_;
