@@ -22,6 +22,7 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
       out["ingests_removed"] = report.ingests_removed;
       out["leases_expired"] = report.leases_expired;
       out["orphan_files_removed"] = report.orphan_files_removed;
+      out["snapshot_dirs_removed"] = report.snapshot_dirs_removed;
       out["bytes_freed"] = report.bytes_freed;
       out["blobs_kept"] = report.blobs_kept;
       fmt::print("{}\n", out.dump(2));
@@ -31,6 +32,7 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
     for (const auto& d : report.blobs_removed) fmt::print("{} blob {}\n", verb, d);
     for (const auto& r : report.ingests_removed) fmt::print("{} ingest {:?}\n", verb, r);
     for (const auto& f : report.orphan_files_removed) fmt::print("{} orphan {}\n", verb, f);
+    for (const auto& d : report.snapshot_dirs_removed) fmt::print("{} orphaned snapshot {}\n", verb, d);
     for (const auto& l : report.leases_expired) fmt::print("{} expired lease {}\n", verb, l);
     fmt::print("{} {} blobs, {} ingests, {} orphan files; {} freed; {} blobs kept\n", verb,
                report.blobs_removed.size(), report.ingests_removed.size(), report.orphan_files_removed.size(),

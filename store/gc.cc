@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "base/log.h"
+#include "base/mounts.h"
 #include "store/content_store.h"
 #include "store/image_store.h"
 #include "store/lease_manager.h"
@@ -151,6 +152,24 @@ Result<GcReport> CollectGarbage(ContentStore& content, ImageStore& images, Lease
     report.orphan_files_removed.push_back(fs::relative(entry.path(), content.root()).string());
     report.bytes_freed += FileSize(entry.path() / "data");
     if (!options.dry_run) fs::remove_all(entry.path(), ec);
+  }
+  if (options.live_snapshot_dirs) {
+    STRATA_ASSIGN_OR_RETURN(auto live, options.live_snapshot_dirs());
+    for (const auto& entry : fs::directory_iterator(content.root() / "snapshots", ec)) {
+      if (live.contains(entry.path().filename().string())) continue;
+      report.snapshot_dirs_removed.push_back(fs::relative(entry.path(), content.root()).string());
+      // Never recurse into a mount: that would delete whatever is mounted there.
+      STRATA_ASSIGN_OR_RETURN(auto mounts, MountPointsAtOrBeneath(entry.path()));
+      if (!mounts.empty()) {
+        spdlog::warn("gc: keeping orphaned snapshot {}: {} is mounted", entry.path().string(), mounts.back().string());
+        report.snapshot_dirs_removed.pop_back();
+        continue;
+      }
+      if (!options.dry_run) {
+        fs::remove_all(entry.path(), ec);
+        if (ec) return Fail(ErrorCode::kInternal, "remove {}: {}", entry.path().string(), ec.message());
+      }
+    }
   }
   spdlog::info("gc: removed {} blobs, {} ingests, {} orphan files, {} expired leases; {} bytes freed",
                report.blobs_removed.size(), report.ingests_removed.size(), report.orphan_files_removed.size(),

@@ -5,11 +5,13 @@
 // snapshotter adds the content its snapshots reference). Marking follows
 // containerd.io/gc.ref.content* labels from blob to blob. Swept: unmarked blobs, ingests
 // no lease holds and no writer has open, expired leases, and files on disk that no record
-// names (blob files, ingest directories, temp files).
+// names (blob files, ingest directories, temp files, and, when the snapshotter says which
+// snapshot directories are live, the other entries of <root>/snapshots).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ struct GcOptions {
   bool dry_run = false;  // report what would go, remove nothing
   // Extra roots: each source calls mark(digest) for content it keeps alive.
   std::vector<std::function<Status(const std::function<void(const Digest&)>& mark)>> root_sources;
+  // Names of the live entries of <root>/snapshots; every other entry there is swept. Unset =
+  // snapshots/ is left alone. REQUIRES: whoever creates a snapshot directory holds the
+  // content store's gc_lock() shared from its mkdir until its record is written.
+  std::function<Result<std::set<std::string>>()> live_snapshot_dirs;
 };
 
 struct GcReport {
@@ -34,6 +40,7 @@ struct GcReport {
   std::vector<std::string> ingests_removed;
   std::vector<std::string> leases_expired;
   std::vector<std::string> orphan_files_removed;  // paths relative to the root
+  std::vector<std::string> snapshot_dirs_removed;  // paths relative to the root
   int64_t blobs_kept = 0;
 };
 

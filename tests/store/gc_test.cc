@@ -1,5 +1,10 @@
 #include "store/gc.h"
 
+#include <sys/mount.h>
+
+#include <algorithm>
+#include <cstring>
+
 #include "base/file.h"
 #include "tests/store/store_test_util.h"
 
@@ -120,6 +125,49 @@ TEST_F(GcTest, ExtraRootSourcesKeepContent) {
   auto report = store_->CollectGarbage(options);
   ASSERT_OK(report);
   EXPECT_TRUE(report->blobs_removed.empty());
+}
+
+}  // namespace
+}  // namespace strata::store
+
+namespace strata::store {
+namespace {
+
+class GcSnapshotDirsTest : public testing::StoreTest {};
+
+TEST_F(GcSnapshotDirsTest, SweepsDirectoriesTheSnapshotterDoesNotName) {
+  for (const char* id : {"1", "2", "new-123"}) fs::create_directories(root() / "snapshots" / id / "fs");
+  ASSERT_OK(AtomicWriteFile(root() / "snapshots/2/fs/file", "orphaned layer data"));
+  // Without a provider, snapshots/ is not GC's business.
+  auto untouched = store_->CollectGarbage({});
+  ASSERT_OK(untouched);
+  EXPECT_TRUE(untouched->snapshot_dirs_removed.empty());
+
+  GcOptions options;
+  options.live_snapshot_dirs = []() -> Result<std::set<std::string>> { return std::set<std::string>{"1"}; };
+  auto report = store_->CollectGarbage(options);
+  ASSERT_OK(report);
+  std::sort(report->snapshot_dirs_removed.begin(), report->snapshot_dirs_removed.end());
+  EXPECT_EQ(report->snapshot_dirs_removed, (std::vector<std::string>{"snapshots/2", "snapshots/new-123"}));
+  EXPECT_TRUE(fs::exists(root() / "snapshots/1/fs"));
+  EXPECT_FALSE(fs::exists(root() / "snapshots/2"));
+}
+
+TEST_F(GcSnapshotDirsTest, NeverRecursesIntoAMount) {
+  STRATA_REQUIRE_ROOT();
+  auto elsewhere = TempDir::Create("strata-gc-mounted");
+  ASSERT_OK(elsewhere);
+  ASSERT_OK(AtomicWriteFile(elsewhere->path() / "precious", "must survive"));
+  fs::create_directories(root() / "snapshots/7/fs");
+  ASSERT_EQ(mount(elsewhere->path().c_str(), (root() / "snapshots/7/fs").c_str(), nullptr, MS_BIND, nullptr), 0)
+      << strerror(errno);
+  GcOptions options;
+  options.live_snapshot_dirs = []() -> Result<std::set<std::string>> { return std::set<std::string>{}; };
+  auto report = store_->CollectGarbage(options);
+  umount2((root() / "snapshots/7/fs").c_str(), MNT_DETACH);
+  ASSERT_OK(report);
+  EXPECT_TRUE(report->snapshot_dirs_removed.empty());
+  EXPECT_EQ(ReadFile(elsewhere->path() / "precious").value_or(""), "must survive");
 }
 
 }  // namespace
