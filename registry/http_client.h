@@ -1,6 +1,6 @@
 // HttpClient: the registry client's HTTP transport over libcurl.
 //
-// What it does for every request: reuses connections (and DNS answers and TLS sessions)
+// What it does for every request: reuses connections, DNS answers and TLS sessions
 // across requests and threads; trusts the system CA store plus per-registry CAs and client
 // certificates from a certs.d directory; follows redirects itself so that credentials
 // never leave the origin they were meant for; and fails a transfer when no bytes move for
@@ -80,8 +80,8 @@ struct HttpRequest {
 
   // Where the body of a 2xx final response goes: collected into HttpResponse::body when
   // unset, else streamed to `body_sink` (and HttpResponse::body stays empty). Bodies of
-  // non-2xx responses are always collected (error documents are small), up to
-  // max_error_body_bytes.
+  // non-2xx responses are always collected (error documents are small); past
+  // max_error_body_bytes the rest is dropped.
   BodySink body_sink;
   // Called once with the final response's status and headers, before any body byte goes
   // to `body_sink`; an error aborts the transfer and is returned unchanged.
@@ -115,8 +115,9 @@ struct HttpClientOptions {
 };
 
 // Thread-safe: Send may be called from many threads at once; each call borrows a pooled
-// curl handle, and all handles share one connection cache, DNS cache and TLS session
-// cache. Never throws.
+// curl handle together with the connections it keeps open, so sequential requests reuse
+// one connection and N concurrent senders use about N. All handles share one DNS cache
+// and one TLS session cache. Never throws. REQUIRES: no Send in progress at destruction.
 class HttpClient {
  public:
   static Result<std::unique_ptr<HttpClient>> Create(HttpClientOptions options = {});
@@ -129,7 +130,7 @@ class HttpClient {
   //   Unavailable: DNS, connect or TLS failure (naming the host and curl's reason), a
   //     connection dropped mid-transfer, or a stall ("no data from <host> for N s while
   //     <METHOD> <url>");
-  //   InvalidArgument: a malformed URL or Location; FailedPrecondition: too many
+  //   InvalidArgument: a malformed URL, Location or header; FailedPrecondition: too many
   //     redirects, body too large, a streamed body that cannot be replayed;
   //   whatever body_reader, body_sink or on_headers returned.
   Result<HttpResponse> Send(HttpRequest request);

@@ -151,6 +151,8 @@ Result<HttpResponse> TestHttpClient::SendOnce(const HttpRequest& request) {
   curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, OnHeader);
   curl_easy_setopt(handle, CURLOPT_HEADERDATA, &response);
   if (!options_.ca_file.empty()) curl_easy_setopt(handle, CURLOPT_CAINFO, options_.ca_file.c_str());
+  if (!options_.client_cert.empty()) curl_easy_setopt(handle, CURLOPT_SSLCERT, options_.client_cert.c_str());
+  if (!options_.client_key.empty()) curl_easy_setopt(handle, CURLOPT_SSLKEY, options_.client_key.c_str());
 
   if (request.method == "HEAD") {
     curl_easy_setopt(handle, CURLOPT_NOBODY, 1L);

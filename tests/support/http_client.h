@@ -53,6 +53,9 @@ struct TestHttpClientOptions {
   std::string password;
   // PEM bundle to verify https servers with; empty = system default.
   std::filesystem::path ca_file;
+  // Client certificate and key (PEM) to present to https servers; empty = none.
+  std::filesystem::path client_cert;
+  std::filesystem::path client_key;
   bool follow_redirects = true;
   long timeout_seconds = 60;
   // Answer 401 challenges (Basic, and Bearer via the token realm) and retry once.

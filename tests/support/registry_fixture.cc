@@ -187,9 +187,13 @@ Status RegistryFixture::Launch(bool* port_taken) {
     STRATA_ASSIGN_OR_RETURN(UniqueFd log, OpenFile(log_path(), O_WRONLY | O_CREAT | O_APPEND));
     STRATA_RETURN_IF_ERROR(WriteAll(log.get(), fmt::format("=== strata test fixture: starting on {}\n", host())));
   }
+  std::map<std::string, std::string> env = options_.env;
+  if (!options_.client_ca_file.empty()) {
+    env["REGISTRY_HTTP_TLS_CLIENTCAS"] = fmt::format("[{}]", options_.client_ca_file.native());
+  }
   ChildOptions child_options{
       .argv = {"docker-registry", "serve", config_path().native()},
-      .env = options_.env,
+      .env = std::move(env),
       .log_path = log_path(),
       .working_dir = dir(),
   };
@@ -198,6 +202,8 @@ Status RegistryFixture::Launch(bool* port_taken) {
   TestHttpClientOptions probe_options = AnonymousClientOptions();
   probe_options.timeout_seconds = 2;
   probe_options.handle_auth = false;
+  probe_options.client_cert = options_.probe_client_cert;
+  probe_options.client_key = options_.probe_client_key;
   TestHttpClient probe(probe_options);
   auto deadline = steady_clock::now() + options_.start_timeout;
   std::string last_probe = "no answer yet";

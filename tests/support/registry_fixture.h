@@ -49,6 +49,11 @@ struct RegistryOptions {
   std::string extra_config_yaml;
   // Extra environment of the registry process; distribution maps REGISTRY_<PATH> to config.
   std::map<std::string, std::string> env;
+  // With tls: require client certificates signed by this CA (PEM). The readiness probe then
+  // presents probe_client_cert/probe_client_key.
+  std::filesystem::path client_ca_file;
+  std::filesystem::path probe_client_cert;
+  std::filesystem::path probe_client_key;
   // How long to wait for /v2/ to answer.
   std::chrono::milliseconds start_timeout = std::chrono::seconds(30);
 };
