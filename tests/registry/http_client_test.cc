@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "tests/support/assertions.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/registry_fixture.h"
@@ -24,11 +25,6 @@ using test_support::FaultProxy;
 using test_support::FaultRule;
 using test_support::RegistryFixture;
 using test_support::RegistryOptions;
-
-#define ASSERT_OK_AND_ASSIGN(lhs, expr)                                       \
-  auto STRATA_CONCAT(result_, __LINE__) = (expr);                             \
-  ASSERT_TRUE(STRATA_CONCAT(result_, __LINE__)) << STRATA_CONCAT(result_, __LINE__).error().ToString(); \
-  lhs = std::move(*STRATA_CONCAT(result_, __LINE__))
 
 class HttpClientTest : public ::testing::Test {
  protected:

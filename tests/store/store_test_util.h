@@ -7,15 +7,10 @@
 #include <string>
 
 #include "store/store.h"
+#include "tests/support/assertions.h"
 #include "tests/support/root.h"
 
 namespace strata::store::testing {
-
-#define ASSERT_OK(expr)                                          \
-  do {                                                           \
-    auto&& strata_ok_ = (expr);                                  \
-    ASSERT_TRUE(strata_ok_.has_value()) << strata_ok_.error().ToString(); \
-  } while (0)
 
 // Ingests `data` under `ref` and commits it; fails the test on error.
 inline ContentInfo Ingest(ContentStore& content, const std::string& data, const std::string& ref,
