@@ -52,6 +52,7 @@ void BuildApp(CLI::App& app, GlobalOptions& options) {
   AddContentCommands(app, options);
   AddImageCommands(app, options);
   AddMaintenanceCommands(app, options);
+  AddInspectCommand(app, options);
 }
 
 }  // namespace strata::cli

@@ -48,5 +48,6 @@ void AddVersionCommand(CLI::App& app, const GlobalOptions& options);
 void AddContentCommands(CLI::App& app, const GlobalOptions& options);
 void AddImageCommands(CLI::App& app, const GlobalOptions& options);
 void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options);
+void AddInspectCommand(CLI::App& app, const GlobalOptions& options);
 
 }  // namespace strata::cli

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "tests/registry/registry_client_test_base.h"
 #include "tests/support/assertions.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/registry_fixture.h"
@@ -69,34 +70,11 @@ TEST(ParseChallengesTest, Table) {
 
 // ---- Authorizer against a real registry ----
 
-class AuthorizerTest : public ::testing::Test {
+class AuthorizerTest : public RegistryClientTest {
  protected:
-  void SetUp() override {
-    auto certs = TempDir::Create("strata-certs");
-    ASSERT_TRUE(certs) << certs.error().ToString();
-    certs_ = std::make_unique<TempDir>(std::move(*certs));
-    auto client = HttpClient::Create({.certs_dir = certs_->path()});
-    ASSERT_TRUE(client) << client.error().ToString();
-    client_ = std::move(*client);
-  }
-
   std::unique_ptr<RegistryFixture> StartRegistry(RegistryOptions options = {}) {
-    auto registry = RegistryFixture::Start(std::move(options));
-    EXPECT_TRUE(registry) << registry.error().ToString();
-    if (registry && !(*registry)->ca_cert_path().empty()) {
-      fs::path host_dir = certs_->path() / (*registry)->host();
-      fs::create_directories(host_dir);
-      fs::copy_file((*registry)->ca_cert_path(), host_dir / "ca.crt");
-    }
-    return registry ? std::move(*registry) : nullptr;
+    return StartTrustedRegistry(std::move(options));
   }
-
-  static CredentialsLookup Fixed(std::optional<Credentials> credentials) {
-    return [credentials](std::string_view) -> Result<std::optional<Credentials>> { return credentials; };
-  }
-
-  std::unique_ptr<TempDir> certs_;
-  std::unique_ptr<HttpClient> client_;
 };
 
 // A pushed one-layer image; returns the manifest's URL path under /v2/.

@@ -1,0 +1,100 @@
+// Resolver: turns an image reference into verified manifest bytes, as containerd's
+// remotes.Resolver does: HEAD/GET /v2/<name>/manifests/<tag-or-digest> with Accept of all
+// four manifest types, digest checks on every byte fetched, and the walk from an index to
+// one platform's manifest and config.
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+#include "oci/descriptor.h"
+#include "oci/image_config.h"
+#include "oci/index.h"
+#include "oci/manifest.h"
+#include "oci/platform.h"
+#include "oci/reference.h"
+#include "registry/auth.h"
+#include "registry/retry.h"
+
+namespace strata::registry {
+
+struct ResolverOptions {
+  // API hosts ("host[:port]", as Reference::ApiHost() gives them) spoken to in plain HTTP.
+  // nullopt: the loopback rule of DefaultsToPlainHttp. Every other host uses https.
+  std::optional<std::set<std::string>> plain_http_hosts;
+  RetryPolicy retry;
+  // How retries wait; unset = really sleep.
+  SleepFunction sleep;
+};
+
+// What a reference names: its descriptor and the exact bytes the registry served.
+struct Resolved {
+  oci::Descriptor descriptor;  // media type, digest (sha256 of `manifest`), size
+  std::string manifest;
+};
+
+// One platform's image, reached from a reference (through an index when it names one).
+struct ResolvedImage {
+  Resolved top;                        // what the reference names (index or manifest)
+  std::optional<oci::Index> index;     // parsed `top` when it is an index
+  oci::Descriptor manifest_descriptor;  // == top.descriptor when the reference names a manifest
+  std::string manifest_bytes;
+  oci::Manifest manifest;
+  std::string config_bytes;
+  oci::ImageConfig config;
+};
+
+// Thread-safe (all state lives in the Authorizer, which is). REQUIRES: `authorizer`
+// outlives the Resolver.
+class Resolver {
+ public:
+  explicit Resolver(Authorizer& authorizer, ResolverOptions options = {});
+
+  // Resolves `reference` to a manifest or index. HEAD first (falling back to GET on 405 or
+  // when the answer has no Docker-Content-Digest); when HEAD named a digest the body is
+  // fetched by that digest. Verification: by digest, sha256 of the bytes must equal the
+  // digest; by tag, it must equal Docker-Content-Digest when the registry sent one. The body's
+  // mediaType (when present) must match Content-Type. Errors:
+  //   NotFound "manifest <reference> not found: ..." for 404 / MANIFEST_UNKNOWN / NAME_UNKNOWN;
+  //   FailedPrecondition naming both digests when bytes do not match, for a media type
+  //     mismatch, or when the registry refuses access; Unimplemented for schema 1;
+  //   Unavailable after retries ran out (see retry.h); transport and auth errors.
+  Result<Resolved> Resolve(const oci::Reference& reference);
+
+  // The manifest (or index) `descriptor` names in `reference`'s repository, verified
+  // against its digest and size and its media type. Errors as for Resolve.
+  Result<std::string> FetchManifest(const oci::Reference& reference, const oci::Descriptor& descriptor);
+
+  // A small blob (a config) held in memory, verified against digest and size.
+  // NotFound for 404 / BLOB_UNKNOWN, otherwise errors as for Resolve.
+  Result<std::string> FetchBlob(const oci::Reference& reference, const oci::Descriptor& descriptor);
+
+  // Resolve, then (for an index) the manifest SelectManifestForPlatform chooses for
+  // `platform`, then the parsed config. A reference naming a single manifest is returned as
+  // it is, whatever its platform. NotFound when an index has no entry for `platform`
+  // (the message lists what it has); InvalidArgument for unparseable documents.
+  Result<ResolvedImage> ResolvePlatform(const oci::Reference& reference, const oci::Platform& platform);
+
+  // "http(s)://<api host>/v2/<path>/" for `reference`.
+  std::string RepositoryUrl(const oci::Reference& reference) const;
+
+ private:
+  bool UsePlainHttp(const std::string& api_host) const;
+  // Sends with auth (pull scope on the reference's repository) and retries.
+  Result<HttpResponse> Send(const oci::Reference& reference, const HttpRequest& request);
+  // GET manifests/<ref_text> and checks status, digest, media type and (when > = 0) size.
+  Result<Resolved> GetManifest(const oci::Reference& reference, const std::string& ref_text,
+                               const std::optional<Digest>& expected_digest, int64_t expected_size);
+
+  Authorizer& authorizer_;
+  ResolverOptions options_;
+};
+
+// The Accept header value listing the four manifest types (OCI first).
+std::string ManifestAcceptHeader();
+
+}  // namespace strata::registry
