@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "tests/support/loopback_server.h"
+
 namespace strata::test_support {
 namespace {
 
@@ -38,25 +40,6 @@ bool HopByHop(std::string_view name) {
     if (IEquals(name, hop)) return true;
   }
   return false;
-}
-
-std::string_view Reason(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 404: return "Not Found";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    default: return "Status";
-  }
 }
 
 }  // namespace
@@ -175,7 +158,7 @@ class ProxyConnection {
     }
     if (fault && fault->action == FaultAction::kRedirect) {
       return SendAll(fmt::format("HTTP/1.1 {} {}\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n", fault->redirect_status,
-                                 Reason(fault->redirect_status), fault->location)) &&
+                                 HttpReasonPhrase(fault->redirect_status), fault->location)) &&
              !close_after;
     }
     fault_ = fault;
@@ -205,7 +188,7 @@ class ProxyConnection {
   }
 
   bool SendResponseHead(int status) {
-    std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status, Reason(status));
+    std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status, HttpReasonPhrase(status));
     bool has_length = head_only_ || status == 204 || status == 304;
     for (auto [name, value] : response_headers_) {
       if (IEquals(name, "content-length")) {
@@ -320,22 +303,11 @@ class ProxyConnection {
 
 Result<std::unique_ptr<FaultProxy>> FaultProxy::Start(std::string upstream_url, std::vector<FaultRule> rules) {
   while (upstream_url.ends_with('/')) upstream_url.pop_back();
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listener) return Fail(ErrorCode::kInternal, "socket: {}", std::strerror(errno));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  // Bound to port 0 and kept: no window for another process to take the port.
-  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::listen(listener.get(), 64) != 0) {
-    return Fail(ErrorCode::kUnavailable, "fault proxy: bind/listen 127.0.0.1:0: {}", std::strerror(errno));
-  }
-  socklen_t length = sizeof(address);
-  ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length);
+  STRATA_ASSIGN_OR_RETURN(LoopbackListener listener, ListenOnLoopback("fault proxy"));
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return Fail(ErrorCode::kInternal, "pipe2: {}", std::strerror(errno));
-  std::unique_ptr<FaultProxy> proxy(new FaultProxy(std::move(upstream_url), std::move(listener), UniqueFd(pipe_fds[0]),
-                                                   UniqueFd(pipe_fds[1]), ntohs(address.sin_port)));
+  std::unique_ptr<FaultProxy> proxy(new FaultProxy(std::move(upstream_url), std::move(listener.fd),
+                                                   UniqueFd(pipe_fds[0]), UniqueFd(pipe_fds[1]), listener.port));
   proxy->SetRules(std::move(rules));
   proxy->accept_thread_ = std::thread([raw = proxy.get()] { raw->AcceptLoop(); });
   return proxy;

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/http_client.h"
+#include "tests/support/loopback_server.h"
 
 namespace strata::test_support {
 namespace {
@@ -76,17 +77,6 @@ std::string Rfc3339(Clock::time_point when) {
   return text;
 }
 
-std::string_view ReasonPhrase(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    default: return "Error";
-  }
-}
-
 bool SendAll(int fd, std::string_view data) {
   while (!data.empty()) {
     pollfd ready{.fd = fd, .events = POLLOUT, .revents = 0};
@@ -131,25 +121,14 @@ Result<std::unique_ptr<TokenServer>> TokenServer::Start(TokenServerOptions optio
   STRATA_ASSIGN_OR_RETURN(std::string der, CertificateDer(signer.cert_pem));
   STRATA_ASSIGN_OR_RETURN(std::string key_id, LibtrustKeyId(signer.cert_pem));
 
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listener) return Fail(ErrorCode::kInternal, "token server socket: {}", std::strerror(errno));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::listen(listener.get(), 64) != 0) {
-    return Fail(ErrorCode::kInternal, "token server bind/listen on 127.0.0.1: {}", std::strerror(errno));
-  }
-  socklen_t length = sizeof(address);
-  ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length);
+  STRATA_ASSIGN_OR_RETURN(LoopbackListener listener, ListenOnLoopback("token server"));
   int wake[2];
   if (::pipe2(wake, O_CLOEXEC | O_NONBLOCK) != 0) {
     return Fail(ErrorCode::kInternal, "token server pipe: {}", std::strerror(errno));
   }
   std::unique_ptr<TokenServer> server(new TokenServer(std::move(options), std::move(signer), Base64Encode(der),
-                                                      std::move(key_id), std::move(listener), UniqueFd(wake[0]),
-                                                      UniqueFd(wake[1]), ntohs(address.sin_port)));
+                                                      std::move(key_id), std::move(listener.fd), UniqueFd(wake[0]),
+                                                      UniqueFd(wake[1]), listener.port));
   server->thread_ = std::thread([raw = server.get()] { raw->Serve(); });
   return server;
 }
@@ -210,7 +189,7 @@ void TokenServer::HandleConnection(int fd) {
   auto [status, extra_headers, body] = Answer(head);
   std::string response = fmt::format(
       "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n{}",
-      status, ReasonPhrase(status), body.size(), extra_headers, body);
+      status, HttpReasonPhrase(status), body.size(), extra_headers, body);
   SendAll(fd, response);
 }
 

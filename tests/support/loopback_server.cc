@@ -1,0 +1,51 @@
+#include "tests/support/loopback_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace strata::test_support {
+
+Result<LoopbackListener> ListenOnLoopback(std::string_view who) {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!listener) return Fail(ErrorCode::kInternal, "{}: socket: {}", who, std::strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      ::listen(listener.get(), 64) != 0) {
+    return Fail(ErrorCode::kUnavailable, "{}: bind/listen 127.0.0.1:0: {}", who, std::strerror(errno));
+  }
+  socklen_t length = sizeof(address);
+  if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    return Fail(ErrorCode::kInternal, "{}: getsockname: {}", who, std::strerror(errno));
+  }
+  return LoopbackListener{std::move(listener), ntohs(address.sin_port)};
+}
+
+std::string_view HttpReasonPhrase(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return "Status";
+  }
+}
+
+}  // namespace strata::test_support
