@@ -52,16 +52,6 @@ ErrorCode CodeForErrno(int errnum) {
   }
 }
 
-// "<operation> "<path>": <strerror>", with the code derived from errno.
-std::unexpected<Error> ErrnoFail(int errnum, std::string_view operation, const std::filesystem::path& path) {
-  return Fail(CodeForErrno(errnum), "{} {:?}: {}", operation, path.native(),
-              std::generic_category().message(errnum));
-}
-
-std::unexpected<Error> ErrnoFail(int errnum, std::string_view operation) {
-  return Fail(CodeForErrno(errnum), "{}: {}", operation, std::generic_category().message(errnum));
-}
-
 // Unlinks a path on scope exit unless disarmed; used for temp files that must not outlive
 // a failed operation.
 class UnlinkOnExit {
@@ -103,6 +93,15 @@ void RemoveTree(const std::filesystem::path& root) {
 }
 
 }  // namespace
+
+std::unexpected<Error> ErrnoFail(int errnum, std::string_view operation, const std::filesystem::path& path) {
+  return Fail(CodeForErrno(errnum), "{} {:?}: {}", operation, path.native(),
+              std::generic_category().message(errnum));
+}
+
+std::unexpected<Error> ErrnoFail(int errnum, std::string_view operation) {
+  return Fail(CodeForErrno(errnum), "{}: {}", operation, std::generic_category().message(errnum));
+}
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
   if (this != &other) reset(other.release());

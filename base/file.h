@@ -33,6 +33,11 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// An error for a failed system call: "<operation> "<path>": <strerror>" (or without the
+// path), with the code derived from errno (ENOENT -> NotFound, ENOSPC -> Unavailable, ...).
+std::unexpected<Error> ErrnoFail(int errnum, std::string_view operation, const std::filesystem::path& path);
+std::unexpected<Error> ErrnoFail(int errnum, std::string_view operation);
+
 // open(2) with O_CLOEXEC added; errors name the path (NotFound for ENOENT).
 Result<UniqueFd> OpenFile(const std::filesystem::path& path, int flags, mode_t mode = 0644);
 // Writes all of `data`, retrying short writes and EINTR.

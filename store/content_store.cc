@@ -22,12 +22,6 @@ std::string ToMsgpack(const json& doc) {
   return std::string(bytes.begin(), bytes.end());
 }
 
-Error Errno(std::string_view what, const fs::path& path) {
-  int err = errno;
-  return Error(err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kInternal,
-               fmt::format("{} {}: {}", what, path.string(), strerror(err)));
-}
-
 std::optional<std::string> LabelField(const Labels& labels, const std::vector<std::string>& path) {
   if (path.size() == 2 && path[0] == "labels") {
     auto it = labels.find(path[1]);
@@ -166,7 +160,7 @@ Status ContentStore::Delete(const Digest& digest) {
   if (!value) return Fail(ErrorCode::kNotFound, "content {} not found", digest);
   // Record first, then the file: a crash in between leaves an unnamed file GC removes.
   STRATA_RETURN_IF_ERROR(db_.Delete(Table::kBlobs, digest.ToString()));
-  if (unlink(BlobPath(digest).c_str()) != 0 && errno != ENOENT) return Fail(Errno("remove blob", BlobPath(digest)));
+  if (unlink(BlobPath(digest).c_str()) != 0 && errno != ENOENT) return ErrnoFail(errno, "remove blob", BlobPath(digest));
   return {};
 }
 
@@ -249,7 +243,7 @@ Result<std::unique_ptr<ContentWriter>> ContentStore::Writer(const std::string& r
     while (offset < file->size()) {
       ssize_t n = pread(file->fd(), buffer.data(), buffer.size(), offset);
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Fail(Errno("read ingest", data_path));
+      if (n < 0) return ErrnoFail(errno, "read ingest", data_path);
       if (n == 0) break;
       digester->Update(std::string_view(buffer.data(), static_cast<size_t>(n)));
       offset += n;
@@ -389,8 +383,8 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
   fs::path blob = store_->BlobPath(actual);
   fs::path data_path = store_->IngestDir(dir_id_) / "data";
   STRATA_RETURN_IF_ERROR(file_->Sync());
-  if (fchmod(file_->fd(), 0444) != 0) return Fail(Errno("chmod ingest", data_path));
-  if (rename(data_path.c_str(), blob.c_str()) != 0) return Fail(Errno("publish blob", blob));
+  if (fchmod(file_->fd(), 0444) != 0) return ErrnoFail(errno, "chmod ingest", data_path);
+  if (rename(data_path.c_str(), blob.c_str()) != 0) return ErrnoFail(errno, "publish blob", blob);
   STRATA_RETURN_IF_ERROR(FsyncDir(blob.parent_path()));
 
   Timestamp now = Now();

@@ -110,14 +110,16 @@ Result<GcReport> CollectGarbage(ContentStore& content, ImageStore& images, Lease
   }
 
   // Sweep ingests no lease holds and no writer has open.
-  std::set<std::string> live_ingest_dirs;
+  // Ingest dirs the orphan sweep below must skip: live ones, and in a dry run the stale
+  // ones already reported (a real run has removed them).
+  std::set<std::string> accounted_ingest_dirs;
   std::vector<std::pair<std::string, std::string>> stale;  // ref, dir id
   STRATA_RETURN_IF_ERROR(db.Scan(Table::kIngests, "", [&](std::string_view key, std::string_view value) {
     std::string ref(key);
     std::string dir_id;
     if (!ContentStore::DecodeIngest(ref, value, &dir_id)) dir_id = ContentStore::IngestDirId(ref);
     if (leased_ingests.contains(ref) || content.IngestActive(ref)) {
-      live_ingest_dirs.insert(dir_id);
+      accounted_ingest_dirs.insert(dir_id);
     } else {
       stale.emplace_back(ref, dir_id);
     }
@@ -126,7 +128,10 @@ Result<GcReport> CollectGarbage(ContentStore& content, ImageStore& images, Lease
   for (const auto& [ref, dir_id] : stale) {
     report.ingests_removed.push_back(ref);
     report.bytes_freed += FileSize(content.IngestDir(dir_id) / "data");
-    if (options.dry_run) continue;
+    if (options.dry_run) {
+      accounted_ingest_dirs.insert(dir_id);
+      continue;
+    }
     STRATA_RETURN_IF_ERROR(db.Delete(Table::kIngests, ref));
     std::error_code ec;
     fs::remove_all(content.IngestDir(dir_id), ec);
@@ -144,11 +149,7 @@ Result<GcReport> CollectGarbage(ContentStore& content, ImageStore& images, Lease
   }
   for (const auto& entry : fs::directory_iterator(content.root() / "ingest", ec)) {
     auto name = entry.path().filename().string();
-    if (live_ingest_dirs.contains(name)) continue;
-    // Ingest records swept above are already gone; any directory left is unnamed.
-    bool named = false;
-    for (const auto& [ref, dir_id] : stale) named |= (dir_id == name && options.dry_run);
-    if (named) continue;
+    if (accounted_ingest_dirs.contains(name)) continue;
     report.orphan_files_removed.push_back(fs::relative(entry.path(), content.root()).string());
     report.bytes_freed += FileSize(entry.path() / "data");
     if (!options.dry_run) fs::remove_all(entry.path(), ec);

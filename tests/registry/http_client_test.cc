@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "tests/registry/registry_client_test_base.h"
 #include "tests/support/assertions.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/image_builder.h"
@@ -26,14 +27,10 @@ using test_support::FaultRule;
 using test_support::RegistryFixture;
 using test_support::RegistryOptions;
 
-class HttpClientTest : public ::testing::Test {
+// Tests here make their own clients (NewClient) and decide per test whether certs.d trusts
+// a registry's CA, so they start registries untrusted.
+class HttpClientTest : public RegistryClientTest {
  protected:
-  void SetUp() override {
-    auto certs = TempDir::Create("strata-certs");
-    ASSERT_TRUE(certs) << certs.error().ToString();
-    certs_ = std::make_unique<TempDir>(std::move(*certs));
-  }
-
   // A client whose certs.d is an empty temp dir (never the host's /etc/strata).
   std::unique_ptr<HttpClient> NewClient(HttpClientOptions options = {}) {
     options.certs_dir = certs_->path();
@@ -47,8 +44,6 @@ class HttpClientTest : public ::testing::Test {
     EXPECT_TRUE(registry) << registry.error().ToString();
     return registry ? std::move(*registry) : nullptr;
   }
-
-  std::unique_ptr<TempDir> certs_;
 };
 
 TEST_F(HttpClientTest, PlainHttpV2) {

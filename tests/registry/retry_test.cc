@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "tests/registry/registry_client_test_base.h"
 #include "tests/support/assertions.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/image_builder.h"
@@ -151,13 +152,10 @@ TEST(SendWithRetryTest, GivesUpNamingAttemptsAndLastAnswer) {
 
 // ---- Through a FaultProxy in front of a real registry ----
 
-class RetryProxyTest : public ::testing::Test {
+class RetryProxyTest : public RegistryClientTest {
  protected:
   void SetUp() override {
-    auto certs = TempDir::Create("strata-certs");
-    ASSERT_TRUE(certs) << certs.error().ToString();
-    certs_ = std::make_unique<TempDir>(std::move(*certs));
-    ASSERT_OK_AND_ASSIGN(client_, HttpClient::Create({.certs_dir = certs_->path()}));
+    RegistryClientTest::SetUp();
     ASSERT_OK_AND_ASSIGN(registry_, test_support::RegistryFixture::Start());
     auto layer = test_support::LayerBuilder().File("hello.txt", "hello\n").Build();
     ASSERT_TRUE(layer) << layer.error().ToString();
@@ -175,8 +173,6 @@ class RetryProxyTest : public ::testing::Test {
         policy);
   }
 
-  std::unique_ptr<TempDir> certs_;
-  std::unique_ptr<HttpClient> client_;
   std::unique_ptr<test_support::RegistryFixture> registry_;
 };
 

@@ -399,16 +399,10 @@ std::optional<FaultRule> FaultProxy::Match(const ProxiedRequest& request, int* r
 
 void FaultProxy::AcceptLoop() {
   while (!stopping()) {
-    pollfd fds[2] = {{.fd = listener_.get(), .events = POLLIN, .revents = 0},
-                     {.fd = wake_read_.get(), .events = POLLIN, .revents = 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if (fds[0].revents == 0) continue;
-    int fd = ::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
+    std::optional<UniqueFd> connection = AcceptUnlessWoken(listener_.get(), wake_read_.get());
+    if (!connection) return;
+    if (!*connection) continue;
+    int fd = connection->release();  // owned by ServeConnection from here
     // The head and the body go out in separate writes: without NODELAY, Nagle plus the
     // peer's delayed ACK would add 40 ms to every response.
     int one = 1;

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -24,6 +25,19 @@ Result<LoopbackListener> ListenOnLoopback(std::string_view who) {
     return Fail(ErrorCode::kInternal, "{}: getsockname: {}", who, std::strerror(errno));
   }
   return LoopbackListener{std::move(listener), ntohs(address.sin_port)};
+}
+
+std::optional<UniqueFd> AcceptUnlessWoken(int listener, int wake_fd) {
+  while (true) {
+    pollfd fds[2] = {{.fd = listener, .events = POLLIN, .revents = 0}, {.fd = wake_fd, .events = POLLIN, .revents = 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return std::nullopt;
+    }
+    if (fds[1].revents != 0) return std::nullopt;
+    if (fds[0].revents == 0) continue;
+    return UniqueFd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  }
 }
 
 std::string_view HttpReasonPhrase(int status) {

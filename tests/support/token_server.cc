@@ -160,18 +160,8 @@ std::vector<TokenRequestRecord> TokenServer::requests() const {
 }
 
 void TokenServer::Serve() {
-  while (true) {
-    pollfd fds[2] = {{.fd = listener_.get(), .events = POLLIN, .revents = 0},
-                     {.fd = wake_read_.get(), .events = POLLIN, .revents = 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
-    if (fds[1].revents != 0) return;
-    if (fds[0].revents & POLLIN) {
-      UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (connection) HandleConnection(connection.get());
-    }
+  while (std::optional<UniqueFd> connection = AcceptUnlessWoken(listener_.get(), wake_read_.get())) {
+    if (*connection) HandleConnection(connection->get());
   }
 }
 
