@@ -79,7 +79,7 @@ void RunInspect(const InspectArgs& args) {
       std::make_shared<registry::CredentialStore>(registry::CredentialStoreOptions::FromEnvironment());
   registry::Authorizer authorizer(*client, [credentials](std::string_view host) { return credentials->Lookup(host); });
   registry::ResolverOptions options;
-  if (args.plain_http) options.plain_http_hosts = std::set<std::string>{reference.ApiHost()};
+  if (args.plain_http) options.hosts = registry::HostsConfig({.plain_http_hosts = {reference.ApiHost()}});
   registry::Resolver resolver(authorizer, options);
 
   if (args.raw && args.platform.empty()) {

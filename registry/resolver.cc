@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "oci/media_types.h"
+#include "registry/registry_errors.h"
 #include "registry/url.h"
 
 namespace strata::registry {
@@ -18,47 +19,6 @@ std::string ManifestAcceptHeader() {
 
 namespace {
 
-// The registry's error document as "CODE: message; CODE2: message2", and whether any code
-// says the thing does not exist.
-struct RegistryErrors {
-  std::string text;
-  bool unknown = false;
-};
-
-RegistryErrors ParseRegistryErrors(std::string_view body) {
-  RegistryErrors errors;
-  auto doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (!doc.is_object() || !doc.contains("errors") || !doc["errors"].is_array()) return errors;
-  for (const auto& entry : doc["errors"]) {
-    if (!entry.is_object()) continue;
-    std::string code = entry.contains("code") && entry["code"].is_string() ? entry["code"].get<std::string>() : "";
-    std::string message =
-        entry.contains("message") && entry["message"].is_string() ? entry["message"].get<std::string>() : "";
-    if (code == "MANIFEST_UNKNOWN" || code == "NAME_UNKNOWN" || code == "BLOB_UNKNOWN") errors.unknown = true;
-    if (!errors.text.empty()) errors.text += "; ";
-    errors.text += message.empty() ? code : fmt::format("{}: {}", code, message);
-  }
-  return errors;
-}
-
-// An Error for a final response that is not what we asked for. `what` names the object
-// ("manifest docker.io/library/alpine:latest").
-Error StatusError(const HttpResponse& response, std::string_view what) {
-  RegistryErrors errors = ParseRegistryErrors(response.body);
-  std::string detail = errors.text.empty() ? fmt::format("status {}", response.status)
-                                           : fmt::format("status {}: {}", response.status, errors.text);
-  if (response.status == 404 || errors.unknown) {
-    return Error(ErrorCode::kNotFound, fmt::format("{} not found ({})", what, detail));
-  }
-  if (response.status == 401 || response.status == 403) {
-    return Error(ErrorCode::kFailedPrecondition, fmt::format("{}: access denied ({})", what, detail));
-  }
-  if (IsRetryableStatus(response.status)) {
-    return Error(ErrorCode::kUnavailable, fmt::format("{}: registry unavailable ({})", what, detail));
-  }
-  return Error(ErrorCode::kFailedPrecondition, fmt::format("{}: unexpected answer ({})", what, detail));
-}
-
 // Digest of `bytes` with the algorithm of `like`.
 Digest DigestLike(std::string_view bytes, const Digest& like) { return Digest::Of(bytes, like.algorithm()); }
 
@@ -67,29 +27,35 @@ Digest DigestLike(std::string_view bytes, const Digest& like) { return Digest::O
 Resolver::Resolver(Authorizer& authorizer, ResolverOptions options)
     : authorizer_(authorizer), options_(std::move(options)) {}
 
-bool Resolver::UsePlainHttp(const std::string& api_host) const {
-  if (options_.plain_http_hosts) return options_.plain_http_hosts->contains(api_host);
-  return DefaultsToPlainHttp(api_host);
+Result<std::vector<RegistryHost>> Resolver::Hosts(const oci::Reference& reference, Capability capability) const {
+  STRATA_ASSIGN_OR_RETURN(std::vector<RegistryHost> hosts, options_.hosts.HostsFor(reference));
+  std::vector<RegistryHost> chosen;
+  for (RegistryHost& host : hosts) {
+    if (!host.Can(capability)) continue;
+    if (capability == kCapabilityPush && host.mirror) continue;
+    chosen.push_back(std::move(host));
+  }
+  return chosen;
 }
 
-std::string Resolver::RepositoryUrl(const oci::Reference& reference) const {
-  const std::string host = reference.ApiHost();
-  return fmt::format("{}://{}/v2/{}/", UsePlainHttp(host) ? "http" : "https", host, reference.path());
+Result<HttpResponse> Resolver::Send(const RegistryHost& host, const oci::Reference& reference,
+                                    const HttpRequest& request, const std::vector<std::string>& scopes) {
+  std::vector<std::string> pull_scope;
+  if (scopes.empty()) pull_scope = {fmt::format("repository:{}:pull", reference.path())};
+  RetryPolicy policy = options_.retry;
+  if (host.mirror) policy.max_attempts = std::min(policy.max_attempts, options_.mirror_max_attempts);
+  return SendWithRetry([&]() { return authorizer_.Send(request, scopes.empty() ? pull_scope : scopes); }, policy,
+                       options_.sleep, fmt::format("{} {}", request.method, request.url));
 }
 
-Result<HttpResponse> Resolver::Send(const oci::Reference& reference, const HttpRequest& request) {
-  const std::vector<std::string> scopes = {fmt::format("repository:{}:pull", reference.path())};
-  return SendWithRetry([&]() { return authorizer_.Send(request, scopes); }, options_.retry, options_.sleep,
-                       fmt::format("{} {}", request.method, request.url));
-}
-
-Result<Resolved> Resolver::GetManifest(const oci::Reference& reference, const std::string& ref_text,
-                                       const std::optional<Digest>& expected_digest, int64_t expected_size) {
+Result<Resolved> Resolver::GetManifest(const RegistryHost& host, const oci::Reference& reference,
+                                       const std::string& ref_text, const std::optional<Digest>& expected_digest,
+                                       int64_t expected_size) {
   const std::string what = fmt::format("manifest {}", reference.String());
   HttpRequest request{.method = "GET",
-                      .url = RepositoryUrl(reference) + "manifests/" + ref_text,
+                      .url = host.RepositoryUrl(reference.path()) + "manifests/" + ref_text,
                       .headers = {{"Accept", ManifestAcceptHeader()}}};
-  STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(reference, request));
+  STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(host, reference, request));
   if (response.status != 200) return Fail(StatusError(response, what));
   std::string& body = response.body;
 
@@ -160,12 +126,19 @@ Result<Resolved> Resolver::GetManifest(const oci::Reference& reference, const st
 }
 
 Result<Resolved> Resolver::Resolve(const oci::Reference& reference) {
+  STRATA_ASSIGN_OR_RETURN(std::vector<RegistryHost> hosts,
+                          Hosts(reference, reference.digest() ? kCapabilityPull : kCapabilityResolve));
+  return TryEachHost<Resolved>(hosts, fmt::format("manifest {}", reference.String()),
+                               [&](const RegistryHost& host) { return ResolveOn(host, reference); });
+}
+
+Result<Resolved> Resolver::ResolveOn(const RegistryHost& host, const oci::Reference& reference) {
   const std::string what = fmt::format("manifest {}", reference.String());
   const std::string ref_text = reference.ManifestReference();
   HttpRequest head{.method = "HEAD",
-                   .url = RepositoryUrl(reference) + "manifests/" + ref_text,
+                   .url = host.RepositoryUrl(reference.path()) + "manifests/" + ref_text,
                    .headers = {{"Accept", ManifestAcceptHeader()}}};
-  STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(reference, head));
+  STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(host, reference, head));
   if (response.status == 200) {
     std::optional<Digest> head_digest;
     if (auto header = response.headers.Get("Docker-Content-Digest")) {
@@ -184,17 +157,23 @@ Result<Resolved> Resolver::Resolve(const oci::Reference& reference) {
         if (ec == std::errc() && ptr == length->data() + length->size()) size = value;
       }
       // Fetch by digest: the tag may move between HEAD and GET; the digest cannot.
-      return GetManifest(reference, head_digest->ToString(), head_digest, size);
+      return GetManifest(host, reference, head_digest->ToString(), head_digest, size);
     }
   } else if (response.status != 405) {
     return Fail(StatusError(response, what));
   }
-  return GetManifest(reference, ref_text, reference.digest(), -1);
+  return GetManifest(host, reference, ref_text, reference.digest(), -1);
 }
 
 Result<std::string> Resolver::FetchManifest(const oci::Reference& reference, const oci::Descriptor& descriptor) {
-  STRATA_ASSIGN_OR_RETURN(Resolved resolved,
-                          GetManifest(reference, descriptor.digest.ToString(), descriptor.digest, descriptor.size));
+  STRATA_ASSIGN_OR_RETURN(std::vector<RegistryHost> hosts, Hosts(reference, kCapabilityPull));
+  STRATA_ASSIGN_OR_RETURN(
+      Resolved resolved,
+      TryEachHost<Resolved>(hosts, fmt::format("manifest {}@{}", reference.name(), descriptor.digest),
+                            [&](const RegistryHost& host) {
+                              return GetManifest(host, reference, descriptor.digest.ToString(), descriptor.digest,
+                                                 descriptor.size);
+                            }));
   if (!descriptor.media_type.empty() && !oci::SameMediaType(descriptor.media_type, resolved.descriptor.media_type)) {
     return Fail(ErrorCode::kFailedPrecondition, "manifest {}@{}: media type {} differs from the descriptor's {}",
                 reference.name(), descriptor.digest, resolved.descriptor.media_type, descriptor.media_type);
@@ -204,8 +183,17 @@ Result<std::string> Resolver::FetchManifest(const oci::Reference& reference, con
 
 Result<std::string> Resolver::FetchBlob(const oci::Reference& reference, const oci::Descriptor& descriptor) {
   const std::string what = fmt::format("blob {}@{}", reference.name(), descriptor.digest);
-  HttpRequest request{.method = "GET", .url = RepositoryUrl(reference) + "blobs/" + descriptor.digest.ToString()};
-  STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(reference, request));
+  STRATA_ASSIGN_OR_RETURN(std::vector<RegistryHost> hosts, Hosts(reference, kCapabilityPull));
+  return TryEachHost<std::string>(
+      hosts, what, [&](const RegistryHost& host) { return FetchBlobFrom(host, reference, descriptor); });
+}
+
+Result<std::string> Resolver::FetchBlobFrom(const RegistryHost& host, const oci::Reference& reference,
+                                            const oci::Descriptor& descriptor) {
+  const std::string what = fmt::format("blob {}@{}", reference.name(), descriptor.digest);
+  HttpRequest request{.method = "GET",
+                      .url = host.RepositoryUrl(reference.path()) + "blobs/" + descriptor.digest.ToString()};
+  STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(host, reference, request));
   if (response.status != 200) return Fail(StatusError(response, what));
   if (static_cast<int64_t>(response.body.size()) != descriptor.size) {
     return Fail(ErrorCode::kFailedPrecondition, "{}: size {} does not match descriptor size {}", what,

@@ -18,15 +18,18 @@
 #include "oci/platform.h"
 #include "oci/reference.h"
 #include "registry/auth.h"
+#include "registry/hosts.h"
 #include "registry/retry.h"
 
 namespace strata::registry {
 
 struct ResolverOptions {
-  // API hosts ("host[:port]", as Reference::ApiHost() gives them) spoken to in plain HTTP.
-  // nullopt: the loopback rule of DefaultsToPlainHttp. Every other host uses https.
-  std::optional<std::set<std::string>> plain_http_hosts;
+  // Where each registry is reached: mirrors, then the upstream (plain HTTP rules included).
+  HostsConfig hosts;
   RetryPolicy retry;
+  // Retries on a mirror before falling back to the next host (a mirror is not worth a long
+  // wait: the upstream is there).
+  int mirror_max_attempts = 2;
   // How retries wait; unset = really sleep.
   SleepFunction sleep;
 };
@@ -79,15 +82,25 @@ class Resolver {
   // (the message lists what it has); InvalidArgument for unparseable documents.
   Result<ResolvedImage> ResolvePlatform(const oci::Reference& reference, const oci::Platform& platform);
 
-  // "http(s)://<api host>/v2/<path>/" for `reference`.
-  std::string RepositoryUrl(const oci::Reference& reference) const;
+  // The hosts to try for `capability` on `reference`'s registry, mirrors first. Mirrors
+  // serve only pulls: a mirror with push capability is still skipped for kCapabilityPush
+  // unless it is the upstream.
+  Result<std::vector<RegistryHost>> Hosts(const oci::Reference& reference, Capability capability) const;
+
+  // Sends `request` to `host` with auth (`scopes`; default: pull on the reference's
+  // repository) and the retry policy (fewer tries on a mirror).
+  Result<HttpResponse> Send(const RegistryHost& host, const oci::Reference& reference, const HttpRequest& request,
+                            const std::vector<std::string>& scopes = {});
+
+  Authorizer& authorizer() { return authorizer_; }
+  const ResolverOptions& options() const { return options_; }
 
  private:
-  bool UsePlainHttp(const std::string& api_host) const;
-  // Sends with auth (pull scope on the reference's repository) and retries.
-  Result<HttpResponse> Send(const oci::Reference& reference, const HttpRequest& request);
+  Result<std::string> FetchBlobFrom(const RegistryHost& host, const oci::Reference& reference,
+                                    const oci::Descriptor& descriptor);
+  Result<Resolved> ResolveOn(const RegistryHost& host, const oci::Reference& reference);
   // GET manifests/<ref_text> and checks status, digest, media type and (when > = 0) size.
-  Result<Resolved> GetManifest(const oci::Reference& reference, const std::string& ref_text,
+  Result<Resolved> GetManifest(const RegistryHost& host, const oci::Reference& reference, const std::string& ref_text,
                                const std::optional<Digest>& expected_digest, int64_t expected_size);
 
   Authorizer& authorizer_;

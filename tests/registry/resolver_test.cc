@@ -102,8 +102,9 @@ TEST_F(ResolverTest, OciByTagAndDigest) {
   ASSERT_OK_AND_ASSIGN(auto pushed, PushSmall(ManifestFormat::kOci, "team/app", "1"));
   Resolver& resolver = MakeResolver();
   CheckTagAndDigest(this, resolver, pushed, Ref(registry_->host() + "/team/app:1"), oci::media_type::kOciManifest);
-  EXPECT_EQ(resolver.RepositoryUrl(Ref(registry_->host() + "/team/app:1")),
-            fmt::format("http://{}/v2/team/app/", registry_->host()));
+  ASSERT_OK_AND_ASSIGN(auto hosts, resolver.Hosts(Ref(registry_->host() + "/team/app:1"), kCapabilityResolve));
+  ASSERT_EQ(hosts.size(), 1u);
+  EXPECT_EQ(hosts[0].RepositoryUrl("team/app"), fmt::format("http://{}/v2/team/app/", registry_->host()));
 }
 
 TEST_F(ResolverTest, DockerByTagAndDigest) {
