@@ -14,9 +14,7 @@
 #include "oci/media_types.h"
 #include "oci/platform.h"
 #include "oci/reference.h"
-#include "registry/auth.h"
-#include "registry/credentials.h"
-#include "registry/http_client.h"
+#include "cli/registry_session.h"
 #include "registry/resolver.h"
 
 namespace strata::cli {
@@ -26,7 +24,7 @@ struct InspectArgs {
   std::string reference;
   std::string platform;  // "" = this host's
   bool raw = false;
-  bool plain_http = false;
+  RegistryFlags registry;
 };
 
 nlohmann::ordered_json DescriptorJson(const oci::Descriptor& descriptor) {
@@ -74,13 +72,8 @@ void RunInspect(const InspectArgs& args) {
   oci::Reference reference = OrDie(oci::Reference::Parse(args.reference));
   oci::Platform platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
 
-  std::unique_ptr<registry::HttpClient> client = OrDie(registry::HttpClient::Create());
-  auto credentials =
-      std::make_shared<registry::CredentialStore>(registry::CredentialStoreOptions::FromEnvironment());
-  registry::Authorizer authorizer(*client, [credentials](std::string_view host) { return credentials->Lookup(host); });
-  registry::ResolverOptions options;
-  if (args.plain_http) options.hosts = registry::HostsConfig({.plain_http_hosts = {reference.ApiHost()}});
-  registry::Resolver resolver(authorizer, options);
+  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {reference});
+  registry::Resolver& resolver = session->resolver();
 
   if (args.raw && args.platform.empty()) {
     // The bytes the reference names, whatever they are (an index stays an index).
@@ -109,7 +102,7 @@ void AddInspectCommand(CLI::App& app, const GlobalOptions& /*options*/) {
   cmd->add_option("--platform", args->platform, "Platform to describe in an index (default: this host's), os/arch[/variant]");
   cmd->add_flag("--raw", args->raw,
                 "Print the manifest bytes exactly as served (with --platform: that platform's manifest)");
-  cmd->add_flag("--plain-http", args->plain_http, "Talk to the registry over plain HTTP");
+  AddRegistryFlags(cmd, args->registry);
   cmd->callback([args] { RunInspect(*args); });
 }
 
