@@ -1,5 +1,6 @@
 #include "registry/resolver.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include <nlohmann/json.hpp>
@@ -38,14 +39,23 @@ Result<std::vector<RegistryHost>> Resolver::Hosts(const oci::Reference& referenc
   return chosen;
 }
 
+RetryPolicy Resolver::PolicyFor(const RegistryHost& host) const {
+  RetryPolicy policy = options_.retry;
+  if (host.mirror) policy.max_attempts = std::min(policy.max_attempts, options_.mirror_max_attempts);
+  return policy;
+}
+
 Result<HttpResponse> Resolver::Send(const RegistryHost& host, const oci::Reference& reference,
                                     const HttpRequest& request, const std::vector<std::string>& scopes) {
   std::vector<std::string> pull_scope;
   if (scopes.empty()) pull_scope = {fmt::format("repository:{}:pull", reference.path())};
-  RetryPolicy policy = options_.retry;
-  if (host.mirror) policy.max_attempts = std::min(policy.max_attempts, options_.mirror_max_attempts);
-  return SendWithRetry([&]() { return authorizer_.Send(request, scopes.empty() ? pull_scope : scopes); }, policy,
-                       options_.sleep, fmt::format("{} {}", request.method, request.url));
+  return SendWithRetry([&]() { return authorizer_.Send(request, scopes.empty() ? pull_scope : scopes); },
+                       PolicyFor(host), options_.sleep, fmt::format("{} {}", request.method, request.url));
+}
+
+Result<HttpResponse> Resolver::SendFresh(const std::function<HttpRequest()>& make_request, std::string_view what,
+                                         const std::vector<std::string>& scopes, const RetryPolicy& policy) {
+  return SendWithRetry([&]() { return authorizer_.Send(make_request(), scopes); }, policy, options_.sleep, what);
 }
 
 Result<Resolved> Resolver::GetManifest(const RegistryHost& host, const oci::Reference& reference,

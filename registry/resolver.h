@@ -4,6 +4,7 @@
 // one platform's manifest and config.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <string>
@@ -91,6 +92,13 @@ class Resolver {
   // repository) and the retry policy (fewer tries on a mirror).
   Result<HttpResponse> Send(const RegistryHost& host, const oci::Reference& reference, const HttpRequest& request,
                             const std::vector<std::string>& scopes = {});
+  // As above, but each try sends a fresh request from `make_request` (a resumed download
+  // asks for a later Range on each try). `url_for_messages` names the request in errors.
+  // Retries follow `policy` (see PolicyFor).
+  Result<HttpResponse> SendFresh(const std::function<HttpRequest()>& make_request, std::string_view what,
+                                 const std::vector<std::string>& scopes, const RetryPolicy& policy);
+  // The retry policy for requests to `host` (fewer tries on a mirror).
+  RetryPolicy PolicyFor(const RegistryHost& host) const;
 
   Authorizer& authorizer() { return authorizer_; }
   const ResolverOptions& options() const { return options_; }

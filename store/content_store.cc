@@ -405,3 +405,40 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
 }
 
 }  // namespace strata::store
+
+namespace strata::store {
+
+Result<bool> WriteBlob(ContentStore& content, LeaseManager* leases, const Digest& digest, std::string_view bytes,
+                       const Labels& labels, const std::string& lease) {
+  const auto size = static_cast<int64_t>(bytes.size());
+  auto merge_into_existing = [&]() -> Result<bool> {
+    if (!labels.empty()) {
+      ContentInfo update{.digest = digest, .labels = labels};
+      std::vector<std::string> fieldpaths;
+      for (const auto& [key, value] : labels) fieldpaths.push_back("labels." + key);
+      STRATA_RETURN_IF_ERROR(content.Update(update, fieldpaths));
+    }
+    if (!lease.empty() && leases != nullptr) STRATA_RETURN_IF_ERROR(leases->AddResource(lease, {"content", digest.ToString()}));
+    return false;
+  };
+  if (auto info = content.Info(digest); info) {
+    if (info->size != size) {
+      return Fail(ErrorCode::kFailedPrecondition, "blob {} is stored with size {}, not {}", digest, info->size, size);
+    }
+    return merge_into_existing();
+  }
+  STRATA_ASSIGN_OR_RETURN(auto writer, content.Writer("write-" + digest.ToString(), {.total = size,
+                                                                                      .expected = digest,
+                                                                                      .lease = lease,
+                                                                                      .wait_for_lock = true}));
+  if (writer->offset() != 0) STRATA_RETURN_IF_ERROR(writer->Reset());
+  STRATA_RETURN_IF_ERROR(writer->Write(bytes));
+  auto committed = writer->Commit(size, digest, labels);
+  if (!committed) {
+    if (committed.error().code() == ErrorCode::kAlreadyExists) return merge_into_existing();
+    return Fail(committed.error());
+  }
+  return true;
+}
+
+}  // namespace strata::store

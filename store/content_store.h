@@ -184,4 +184,11 @@ class ContentStore {
   std::shared_mutex gc_lock_;
 };
 
+// Commits `bytes` as blob `digest` (a manifest, a config) through an ingest, like
+// containerd's content.WriteBlob. If the blob exists already, `labels` are merged into its
+// labels instead. With `lease`, the blob is held by it. Returns true when this call
+// committed it. FailedPrecondition when the bytes do not match `digest`.
+Result<bool> WriteBlob(ContentStore& content, LeaseManager* leases, const Digest& digest, std::string_view bytes,
+                       const Labels& labels, const std::string& lease = "");
+
 }  // namespace strata::store

@@ -1,0 +1,55 @@
+// Pull: an image from a registry into the store — resolve, fetch the platform's manifest,
+// config and layers (in parallel, resumable, each blob once), record the image.
+//
+// Everything fetched is held by a lease for the duration, so a concurrent GC cannot take
+// it; the finished image is kept alive by its image record and the gc.ref labels on its
+// index and manifest (containerd's scheme), after which the lease goes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/error.h"
+#include "oci/descriptor.h"
+#include "oci/platform.h"
+#include "oci/reference.h"
+#include "registry/fetcher.h"
+#include "registry/progress.h"
+#include "registry/resolver.h"
+#include "store/store.h"
+
+namespace strata::images {
+
+struct PullOptions {
+  oci::Platform platform = oci::Platform::Host();
+  // Layers downloaded at once.
+  int parallelism = 4;
+  registry::ProgressSink progress;
+  // Name the image is recorded under; "" = the reference's normalised form.
+  std::string image_name;
+};
+
+struct PullResult {
+  std::string image_name;
+  oci::Descriptor target;    // what the name points at (index or manifest)
+  oci::Descriptor manifest;  // the platform's manifest
+  oci::Descriptor config;
+  int blobs_fetched = 0;     // downloaded by this pull
+  int blobs_present = 0;     // already in the store (or fetched by a concurrent pull)
+  int64_t bytes_received = 0;
+};
+
+// Pulls `reference` for options.platform. `fetcher` may be shared between concurrent pulls
+// (it fetches each blob once); it must be built on `store`'s content store.
+// Errors: those of Resolver::ResolvePlatform and Fetcher::Fetch (the first layer failure;
+// other downloads stop), store errors. On failure nothing is recorded under the image name
+// and completed blobs stay (unreferenced, for the next try or GC).
+Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher, store::Store& store,
+                        const oci::Reference& reference, const PullOptions& options);
+
+// The gc.ref labels a manifest carries for its config and layers, and an index for its
+// manifests ("containerd.io/gc.ref.content.config", ".l.<i>", ".m.<i>").
+store::Labels ManifestGcLabels(const oci::Descriptor& config, const std::vector<oci::Descriptor>& layers);
+store::Labels IndexGcLabels(const std::vector<oci::Descriptor>& manifests);
+
+}  // namespace strata::images
