@@ -53,6 +53,10 @@ void BuildApp(CLI::App& app, GlobalOptions& options) {
   AddImageCommands(app, options);
   AddMaintenanceCommands(app, options);
   AddInspectCommand(app, options);
+  AddPullCommand(app, options);
+  AddPushCommands(app, options);
+  AddTagsCommand(app, options);
+  AddLoginCommands(app, options);
 }
 
 }  // namespace strata::cli

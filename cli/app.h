@@ -49,5 +49,9 @@ void AddContentCommands(CLI::App& app, const GlobalOptions& options);
 void AddImageCommands(CLI::App& app, const GlobalOptions& options);
 void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options);
 void AddInspectCommand(CLI::App& app, const GlobalOptions& options);
+void AddPullCommand(CLI::App& app, const GlobalOptions& options);
+void AddPushCommands(CLI::App& app, const GlobalOptions& options);
+void AddTagsCommand(CLI::App& app, const GlobalOptions& options);
+void AddLoginCommands(CLI::App& app, const GlobalOptions& options);
 
 }  // namespace strata::cli

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <future>
+#include <optional>
+#include <set>
 #include <vector>
 
 #include <fmt/format.h>
@@ -31,20 +33,6 @@ store::Labels IndexGcLabels(const std::vector<oci::Descriptor>& manifests) {
 
 namespace {
 
-// Deletes the pull's lease however the pull ends.
-class LeaseGuard {
- public:
-  LeaseGuard(store::LeaseManager& leases, std::string id) : leases_(leases), id_(std::move(id)) {}
-  ~LeaseGuard() { (void)leases_.Delete(id_); }
-  LeaseGuard(const LeaseGuard&) = delete;
-  LeaseGuard& operator=(const LeaseGuard&) = delete;
-  const std::string& id() const { return id_; }
-
- private:
-  store::LeaseManager& leases_;
-  std::string id_;
-};
-
 // Emits the one-shot events of a small blob written from memory.
 void EmitWritten(const registry::ProgressSink& progress, const oci::Descriptor& descriptor, registry::BlobKind kind,
                  bool written) {
@@ -56,21 +44,81 @@ void EmitWritten(const registry::ProgressSink& progress, const oci::Descriptor& 
             .total = descriptor.size});
 }
 
+// One image manifest of the pull, fetched and parsed.
+struct ManifestPart {
+  oci::Descriptor descriptor;
+  std::string bytes;
+  oci::Manifest manifest;
+};
+
+// The manifests `top` leads to: itself, or the chosen (or every) image manifest of an index.
+Result<std::vector<ManifestPart>> ResolveManifests(registry::Resolver& resolver, const oci::Reference& reference,
+                                                   const registry::Resolved& top,
+                                                   const std::optional<oci::Index>& index, const PullOptions& options) {
+  std::vector<oci::Descriptor> chosen;
+  if (!index) {
+    chosen.push_back(top.descriptor);
+  } else if (options.all_platforms) {
+    for (const oci::Descriptor& entry : index->manifests) {
+      if (oci::IsManifest(entry.media_type)) chosen.push_back(entry);
+    }
+  } else {
+    auto entry = oci::SelectManifestForPlatform(*index, oci::PlatformMatcher(options.platform));
+    if (!entry) return Fail(entry.error().WithContext(reference.String()));
+    if (!oci::IsManifest(entry->media_type)) {
+      return Fail(ErrorCode::kUnimplemented, "{}: entry {} for platform {} is a {}, not an image manifest",
+                  reference.String(), entry->digest, options.platform.String(), entry->media_type);
+    }
+    chosen.push_back(*entry);
+  }
+  std::vector<ManifestPart> parts;
+  for (const oci::Descriptor& descriptor : chosen) {
+    ManifestPart part{.descriptor = descriptor};
+    if (index) {
+      STRATA_ASSIGN_OR_RETURN(part.bytes, resolver.FetchManifest(reference, descriptor));
+    } else {
+      part.bytes = top.manifest;
+    }
+    STRATA_ASSIGN_OR_RETURN(part.manifest, oci::Manifest::Parse(part.bytes));
+    parts.push_back(std::move(part));
+  }
+  return parts;
+}
+
 }  // namespace
 
 Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher, store::Store& store,
                         const oci::Reference& reference, const PullOptions& options) {
-  // A day: long enough for any pull, short enough that a crashed pull's hold expires.
-  STRATA_ASSIGN_OR_RETURN(store::Lease lease,
-                          store.leases().Create("", {{"strata.io/pull", reference.String()}}, std::chrono::hours(24)));
-  LeaseGuard lease_guard(store.leases(), lease.id);
+  // Our own lease lasts a day: long enough for any pull, short enough that a crashed
+  // pull's hold expires.
+  std::optional<store::ScopedLease> own_lease;
+  std::string lease_id = options.lease;
+  if (lease_id.empty()) {
+    auto created = store::ScopedLease::Create(store.leases(), {{"strata.io/pull", reference.String()}},
+                                              std::chrono::hours(24));
+    if (!created) return Fail(created.error());
+    own_lease.emplace(std::move(*created));
+    lease_id = own_lease->id();
+  }
 
-  STRATA_ASSIGN_OR_RETURN(registry::ResolvedImage image, resolver.ResolvePlatform(reference, options.platform));
-  const std::vector<oci::Descriptor>& layers = image.manifest.layers;
-  for (const oci::Descriptor& layer : layers) {
-    if (options.progress) {
-      options.progress({.digest = layer.digest, .kind = registry::BlobKind::kLayer, .total = layer.size});
+  STRATA_ASSIGN_OR_RETURN(registry::Resolved top, resolver.Resolve(reference));
+  std::optional<oci::Index> index;
+  if (oci::IsIndex(top.descriptor.media_type)) {
+    STRATA_ASSIGN_OR_RETURN(index, oci::Index::Parse(top.manifest));
+  }
+  STRATA_ASSIGN_OR_RETURN(std::vector<ManifestPart> parts, ResolveManifests(resolver, reference, top, index, options));
+
+  // Configs and layers of every chosen manifest, each digest once.
+  std::vector<std::pair<oci::Descriptor, registry::BlobKind>> blobs;
+  std::set<Digest> seen;
+  for (const ManifestPart& part : parts) {
+    if (seen.insert(part.manifest.config.digest).second) blobs.emplace_back(part.manifest.config, registry::BlobKind::kConfig);
+    for (const oci::Descriptor& layer : part.manifest.layers) {
+      if (seen.insert(layer.digest).second) blobs.emplace_back(layer, registry::BlobKind::kLayer);
     }
+  }
+  for (const auto& [blob, kind] : blobs) {
+    if (options.progress) options.progress({.digest = blob.digest, .kind = kind, .total = blob.size});
   }
 
   PullResult result;
@@ -79,16 +127,13 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
   std::atomic<bool> cancel{false};
   std::vector<Result<registry::FetchOutcome>> outcomes;
   {
-    ThreadPool pool(static_cast<size_t>(std::clamp<int>(options.parallelism, 1, std::max<int>(1, layers.size()))));
+    ThreadPool pool(static_cast<size_t>(std::clamp<int>(options.parallelism, 1, std::max<int>(1, blobs.size()))));
     std::vector<std::future<Result<registry::FetchOutcome>>> pending;
-    for (const oci::Descriptor& layer : layers) {
-      pending.push_back(pool.Submit([&, layer]() -> Result<registry::FetchOutcome> {
-        if (cancel.load()) return Fail(ErrorCode::kCanceled, "blob {}: canceled", layer.digest);
-        auto outcome = fetcher.Fetch(reference, layer,
-                                     {.lease = lease.id,
-                                      .kind = registry::BlobKind::kLayer,
-                                      .progress = options.progress,
-                                      .cancel = &cancel});
+    for (const auto& [blob, kind] : blobs) {
+      pending.push_back(pool.Submit([&, blob, kind]() -> Result<registry::FetchOutcome> {
+        if (cancel.load()) return Fail(ErrorCode::kCanceled, "blob {}: canceled", blob.digest);
+        auto outcome = fetcher.Fetch(
+            reference, blob, {.lease = lease_id, .kind = kind, .progress = options.progress, .cancel = &cancel});
         if (!outcome) cancel.store(true);
         return outcome;
       }));
@@ -106,35 +151,33 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
   }
   if (first_failure != nullptr) return Fail(first_failure->WithContext(fmt::format("pull {}", reference.String())));
 
-  // Children before parents: config, then manifest (naming config and layers), then index.
-  store::ContentStore& content = store.content();
+  // Parents after children: manifests (naming config and layers), then the index.
   store::LeaseManager* leases = &store.leases();
   auto count = [&](bool written) { (written ? result.blobs_fetched : result.blobs_present)++; };
-  STRATA_ASSIGN_OR_RETURN(bool config_written, store::WriteBlob(content, leases, image.manifest.config.digest,
-                                                                image.config_bytes, {}, lease.id));
-  count(config_written);
-  EmitWritten(options.progress, image.manifest.config, registry::BlobKind::kConfig, config_written);
-  STRATA_ASSIGN_OR_RETURN(
-      bool manifest_written,
-      store::WriteBlob(content, leases, image.manifest_descriptor.digest, image.manifest_bytes,
-                       ManifestGcLabels(image.manifest.config, layers), lease.id));
-  count(manifest_written);
-  EmitWritten(options.progress, image.manifest_descriptor, registry::BlobKind::kManifest, manifest_written);
-  if (image.index) {
-    STRATA_ASSIGN_OR_RETURN(bool index_written,
-                            store::WriteBlob(content, leases, image.top.descriptor.digest, image.top.manifest,
-                                             IndexGcLabels(image.index->manifests), lease.id));
-    count(index_written);
-    EmitWritten(options.progress, image.top.descriptor, registry::BlobKind::kIndex, index_written);
+  for (const ManifestPart& part : parts) {
+    STRATA_ASSIGN_OR_RETURN(bool written, store::WriteBlob(store.content(), leases, part.descriptor.digest,
+                                                           part.bytes,
+                                                           ManifestGcLabels(part.manifest.config, part.manifest.layers),
+                                                           lease_id));
+    count(written);
+    EmitWritten(options.progress, part.descriptor, registry::BlobKind::kManifest, written);
+    result.manifests.push_back(part.descriptor);
+  }
+  if (index) {
+    STRATA_ASSIGN_OR_RETURN(bool written, store::WriteBlob(store.content(), leases, top.descriptor.digest, top.manifest,
+                                                           IndexGcLabels(index->manifests), lease_id));
+    count(written);
+    EmitWritten(options.progress, top.descriptor, registry::BlobKind::kIndex, written);
   }
 
-  STRATA_ASSIGN_OR_RETURN(store::Image recorded, store.images().Put(store::Image{
-                                                     .name = result.image_name,
-                                                     .target = image.top.descriptor,
-                                                 }));
-  result.target = recorded.target;
-  result.manifest = image.manifest_descriptor;
-  result.config = image.manifest.config;
+  result.target = top.descriptor;
+  result.manifest = parts.front().descriptor;
+  result.config = parts.front().manifest.config;
+  if (options.record_image) {
+    STRATA_ASSIGN_OR_RETURN(store::Image recorded,
+                            store.images().Put(store::Image{.name = result.image_name, .target = top.descriptor}));
+    result.target = recorded.target;
+  }
   result.bytes_received = fetcher.bytes_received() - received_before;
   return result;
 }

@@ -22,24 +22,32 @@ namespace strata::images {
 
 struct PullOptions {
   oci::Platform platform = oci::Platform::Host();
+  // For an index: every platform's manifest, config and layers (not just `platform`'s).
+  bool all_platforms = false;
   // Layers downloaded at once.
   int parallelism = 4;
   registry::ProgressSink progress;
   // Name the image is recorded under; "" = the reference's normalised form.
   std::string image_name;
+  // False: fetch only, record no image (copy stages content this way).
+  bool record_image = true;
+  // Lease that holds the content ("" = a lease of the pull's own, deleted at the end; the
+  // caller's lease is left in place, still holding everything).
+  std::string lease;
 };
 
 struct PullResult {
   std::string image_name;
   oci::Descriptor target;    // what the name points at (index or manifest)
-  oci::Descriptor manifest;  // the platform's manifest
+  oci::Descriptor manifest;  // the platform's manifest (the first of several with all_platforms)
   oci::Descriptor config;
+  std::vector<oci::Descriptor> manifests;  // every image manifest fetched
   int blobs_fetched = 0;     // downloaded by this pull
   int blobs_present = 0;     // already in the store (or fetched by a concurrent pull)
   int64_t bytes_received = 0;
 };
 
-// Pulls `reference` for options.platform. `fetcher` may be shared between concurrent pulls
+// Pulls `reference` for options.platform (or every platform). `fetcher` may be shared between concurrent pulls
 // (it fetches each blob once); it must be built on `store`'s content store.
 // Errors: those of Resolver::ResolvePlatform and Fetcher::Fetch (the first layer failure;
 // other downloads stop), store errors. On failure nothing is recorded under the image name

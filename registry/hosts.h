@@ -63,7 +63,8 @@ struct HostsOptions {
 // apply to the next operation).
 class HostsConfig {
  public:
-  explicit HostsConfig(HostsOptions options = {}) : options_(std::move(options)) {}
+  HostsConfig() = default;
+  explicit HostsConfig(HostsOptions options) : options_(std::move(options)) {}
 
   // The hosts for `reference`'s registry: mirrors first in file order, the upstream last
   // (the file's `server` when it names one, else Upstream()).

@@ -151,4 +151,13 @@ void LeaseManager::DeleteResourceFromBatch(MetaDB::Batch& batch, const std::stri
   batch.Delete(Table::kLeases, ResourceKey(lease, resource));
 }
 
+Result<ScopedLease> ScopedLease::Create(LeaseManager& leases, Labels labels, std::chrono::seconds ttl) {
+  STRATA_ASSIGN_OR_RETURN(Lease lease, leases.Create("", std::move(labels), ttl));
+  return ScopedLease(leases, lease.id);
+}
+
+ScopedLease::~ScopedLease() {
+  if (!id_.empty()) (void)leases_.Delete(id_);
+}
+
 }  // namespace strata::store

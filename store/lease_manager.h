@@ -62,4 +62,20 @@ class LeaseManager {
   KeyLocks locks_;
 };
 
+// A lease that lives as long as this object: created with a fresh id and a TTL (so a
+// crashed holder's lease still expires), deleted on destruction. Move-only.
+class ScopedLease {
+ public:
+  static Result<ScopedLease> Create(LeaseManager& leases, Labels labels, std::chrono::seconds ttl);
+  ScopedLease(ScopedLease&& other) noexcept : leases_(other.leases_), id_(std::move(other.id_)) { other.id_.clear(); }
+  ScopedLease& operator=(ScopedLease&&) = delete;
+  ~ScopedLease();
+  const std::string& id() const { return id_; }
+
+ private:
+  ScopedLease(LeaseManager& leases, std::string id) : leases_(leases), id_(std::move(id)) {}
+  LeaseManager& leases_;
+  std::string id_;
+};
+
 }  // namespace strata::store

@@ -77,6 +77,10 @@ Result<std::unique_ptr<MetaDB>> MetaDB::Open(const std::filesystem::path& dir) {
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
+  // Every write syncs the WAL, so open and close need not flush memtables to SST files:
+  // a CLI command opens the store each time, and those flushes were most of its cost.
+  db_options.avoid_flush_during_recovery = true;
+  db_options.avoid_flush_during_shutdown = true;
 
   rocksdb::ColumnFamilyOptions cf_options;
   cf_options.OptimizeForSmallDb();

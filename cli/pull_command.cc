@@ -1,0 +1,91 @@
+// `strata pull REF`: fetch an image's manifest, config and layers into the store, with a
+// progress display. Unpacking into snapshots arrives with the snapshotter; until then
+// every pull is what `--no-unpack` names.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/app.h"
+#include "cli/format.h"
+#include "cli/progress_display.h"
+#include "cli/registry_session.h"
+#include "images/pull.h"
+#include "store/store.h"
+
+namespace strata::cli {
+namespace {
+
+struct PullArgs {
+  std::string reference;
+  std::string platform;  // "" = this host's
+  bool no_unpack = false;
+  bool all_platforms = false;
+  int parallel = 4;
+  bool quiet = false;
+  RegistryFlags registry;
+};
+
+void RunPull(const PullArgs& args, const GlobalOptions& global) {
+  oci::Reference reference = OrDie(oci::Reference::Parse(args.reference));
+  images::PullOptions options;
+  options.platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
+  options.parallelism = args.parallel;
+  options.all_platforms = args.all_platforms;
+
+  std::unique_ptr<store::Store> store = OpenStoreOrDie(global);
+  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {reference});
+  registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases());
+
+  // Progress goes to stderr (stdout carries the result), JSON events to stdout.
+  FILE* progress_out = global.json ? stdout : stderr;
+  ProgressDisplay display(ChooseProgressMode(progress_out, args.quiet, global.json), progress_out);
+  options.progress = display.Sink();
+  auto result = images::Pull(session->resolver(), fetcher, *store, reference, options);
+  display.Finish();
+  images::PullResult pulled = OrDie(std::move(result));
+
+  if (global.json) {
+    nlohmann::ordered_json out;
+    out["status"] = "pulled";
+    out["name"] = pulled.image_name;
+    out["digest"] = pulled.target.digest.ToString();
+    out["mediaType"] = pulled.target.media_type;
+    out["manifest"] = pulled.manifest.digest.ToString();
+    out["blobsFetched"] = pulled.blobs_fetched;
+    out["blobsPresent"] = pulled.blobs_present;
+    out["bytesReceived"] = pulled.bytes_received;
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  if (!args.quiet) {
+    fmt::print("{}: {} blobs fetched ({}), {} already present\n", pulled.image_name, pulled.blobs_fetched,
+               HumanSize(pulled.bytes_received), pulled.blobs_present);
+  }
+  fmt::print("{}\n", pulled.target.digest);
+}
+
+}  // namespace
+
+void AddPullCommand(CLI::App& app, const GlobalOptions& options) {
+  auto args = std::make_shared<PullArgs>();
+  auto* cmd = app.add_subcommand("pull", "Fetch an image from a registry into the store");
+  cmd->add_option("reference", args->reference, "Image reference, e.g. alpine:3.19 or host:5000/team/app:1")
+      ->required();
+  cmd->add_option("--platform", args->platform, "Platform to pull from an index (default: this host's), os/arch[/variant]");
+  cmd->add_flag("--all-platforms", args->all_platforms,
+                "For an index, fetch every platform's manifest, config and layers (so push keeps the index)");
+  cmd->add_flag("--no-unpack", args->no_unpack,
+                "Only fetch blobs into the content store (unpacking into snapshots is not built yet, so this "
+                "is what every pull does for now)");
+  cmd->add_option("-j,--parallel", args->parallel, "Layers downloaded at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_flag("-q,--quiet", args->quiet, "No progress display; print only the image digest");
+  AddRegistryFlags(cmd, args->registry);
+  cmd->callback([args, &options] { RunPull(*args, options); });
+}
+
+}  // namespace strata::cli
