@@ -24,10 +24,23 @@ std::unique_ptr<RegistrySession> RegistrySession::OpenOrDie(const RegistryFlags&
     const char* env = std::getenv("STRATA_CERTS_DIR");
     certs_dir = env != nullptr && *env != '\0' ? env : "/etc/strata/certs.d";
   }
-  std::unique_ptr<RegistrySession> session(new RegistrySession());
+  registry::HostsOptions hosts_options{.config_dir = certs_dir};
+  if (flags.plain_http) {
+    for (const oci::Reference& reference : references) hosts_options.plain_http_hosts.insert(reference.ApiHost());
+  }
+  registry::HostsConfig hosts(std::move(hosts_options));
+
   registry::HttpClientOptions client_options;
   client_options.certs_dir = certs_dir;
   client_options.stall_timeout = std::chrono::seconds(std::max(1, flags.stall_timeout_seconds));
+  // hosts.toml's skip_verify: the transport learns these hosts once, up front.
+  for (const oci::Reference& reference : references) {
+    for (const registry::RegistryHost& host : OrDie(hosts.HostsFor(reference))) {
+      if (host.skip_verify) client_options.insecure_skip_verify_hosts.insert(host.host);
+    }
+  }
+
+  std::unique_ptr<RegistrySession> session(new RegistrySession());
   session->client_ = OrDie(registry::HttpClient::Create(client_options));
   session->credentials_ =
       std::make_shared<registry::CredentialStore>(registry::CredentialStoreOptions::FromEnvironment());
@@ -35,12 +48,8 @@ std::unique_ptr<RegistrySession> RegistrySession::OpenOrDie(const RegistryFlags&
       *session->client_, [credentials = session->credentials_](std::string_view host) {
         return credentials->Lookup(host);
       });
-  registry::HostsOptions hosts{.config_dir = certs_dir};
-  if (flags.plain_http) {
-    for (const oci::Reference& reference : references) hosts.plain_http_hosts.insert(reference.ApiHost());
-  }
   registry::ResolverOptions resolver_options;
-  resolver_options.hosts = registry::HostsConfig(std::move(hosts));
+  resolver_options.hosts = std::move(hosts);
   session->resolver_ = std::make_unique<registry::Resolver>(*session->authorizer_, std::move(resolver_options));
   return session;
 }

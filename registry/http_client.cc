@@ -367,6 +367,10 @@ Result<HttpResponse> HttpClient::SendOnce(Handle& handle, const HttpRequest& req
   // multiplexed over one (one loss stalls every stream; one flow-control window).
   curl_easy_setopt(curl, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1);
   curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  // Large buffers: layers are tens of MB, and each callback costs a hop through the sink
+  // (ingest write, progress); 16 KiB defaults made that overhead visible on loopback.
+  curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
+  curl_easy_setopt(curl, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
   curl_easy_setopt(curl, CURLOPT_USERAGENT, options_.user_agent.c_str());
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, static_cast<long>(options_.connect_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, &OnHeader);
