@@ -151,24 +151,39 @@ double Samples::Max() const { return *std::max_element(seconds_.begin(), seconds
 
 double GigabytesPerSecond(size_t bytes, double seconds) { return static_cast<double>(bytes) / seconds / 1e9; }
 
-std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args) {
+std::optional<pid_t> SpawnWithOutput(const std::vector<std::string>& args, int stdout_fd, int stderr_fd) {
   if (args.empty()) return std::nullopt;
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return std::nullopt;
-  UniqueFd read_end(pipe_fds[0]);
-  UniqueFd write_end(pipe_fds[1]);
-
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+  if (stdout_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
+  if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stderr_fd, STDERR_FILENO);
   std::vector<char*> argv;
   for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
   pid_t pid = -1;
   const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
-  write_end.reset();
   if (spawned != 0) return std::nullopt;
+  return pid;
+}
+
+bool WaitSucceeded(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return false;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args) {
+  if (args.empty()) return std::nullopt;
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return std::nullopt;
+  UniqueFd read_end(pipe_fds[0]);
+  UniqueFd write_end(pipe_fds[1]);
+  std::optional<pid_t> pid = SpawnWithOutput(args, write_end.get(), -1);
+  write_end.reset();  // so that reading ends when the child exits
+  if (!pid) return std::nullopt;
 
   std::string output;
   char buffer[4096];
@@ -178,11 +193,7 @@ std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& ar
     if (got <= 0) break;
     output.append(buffer, static_cast<size_t>(got));
   }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return std::nullopt;
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+  if (!WaitSucceeded(*pid)) return std::nullopt;
   return output;
 }
 

@@ -113,6 +113,14 @@ class Samples {
 
 double GigabytesPerSecond(size_t bytes, double seconds);
 
+// Starts argv[0] (looked up in PATH) with stdout and stderr sent to the given descriptors
+// (-1 = inherited) and stdin inherited. The child's pid, or nullopt when `args` is empty or
+// the program cannot be started. The caller reaps it with WaitSucceeded.
+std::optional<pid_t> SpawnWithOutput(const std::vector<std::string>& args, int stdout_fd, int stderr_fd);
+
+// Waits for `pid` (retrying on EINTR); true when it exited with status 0.
+bool WaitSucceeded(pid_t pid);
+
 // Runs argv[0] (looked up in PATH) with stdout captured and stdin/stderr inherited;
 // nullopt when the program cannot be started or does not exit with status 0.
 std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args);

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -25,8 +24,6 @@
 #include "archive/tar_writer.h"
 #include "base/file.h"
 #include "bench/bench_util.h"
-
-extern char** environ;
 
 namespace strata::bench {
 namespace {
@@ -372,23 +369,9 @@ Result<int> HttpStatus(int port, std::string_view method, std::string_view path,
 
 bool RunLogged(const std::vector<std::string>& args, const fs::path& log) {
   Result<UniqueFd> log_fd = OpenFile(log, O_WRONLY | O_CREAT | O_APPEND);
-  if (!log_fd || args.empty()) return false;
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, log_fd->get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, log_fd->get(), STDERR_FILENO);
-  std::vector<char*> argv;
-  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int spawned = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (spawned != 0) return false;
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return false;
-  }
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!log_fd) return false;
+  std::optional<pid_t> pid = SpawnWithOutput(args, log_fd->get(), log_fd->get());
+  return pid && WaitSucceeded(*pid);
 }
 
 double EnsureTreeCached(const fs::path& dir) {

@@ -6,7 +6,9 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
+#include "registry/registry_errors.h"
 #include "registry/url.h"
 
 namespace strata::registry {
@@ -232,6 +234,7 @@ struct Authorizer::State {
   std::map<std::string, HostChallenge> challenges;  // by host
   // Key: host, '\n', service, '\n', sorted scopes joined by ' '.
   std::map<std::string, CachedToken> tokens;
+  std::set<std::string> warnings_shown;  // host + '\n' + text: each registry warning once
 };
 
 namespace {
@@ -360,6 +363,17 @@ Result<Authorizer::CachedToken> Authorizer::FetchToken(const std::string& host, 
   return CachedToken{.token = std::move(token), .use_until = SteadyClock::now() + lifetime - age - margin};
 }
 
+void Authorizer::ShowWarnings(const std::string& host, const HttpResponse& response) {
+  if (!response.headers.Has("Warning")) return;
+  for (std::string& text : ParseRegistryWarnings(response.headers.GetAll("Warning"))) {
+    {
+      std::lock_guard lock(state_->mutex);
+      if (!state_->warnings_shown.insert(host + "\n" + text).second) continue;
+    }
+    spdlog::warn("registry {} says: {}", host, text);
+  }
+}
+
 Result<HttpResponse> Authorizer::Send(HttpRequest request, const std::vector<std::string>& scopes) {
   const std::string host = UrlHostForMessage(request.url);
   std::vector<std::string> current_scopes = NormalizeScopes(scopes);
@@ -377,6 +391,7 @@ Result<HttpResponse> Authorizer::Send(HttpRequest request, const std::vector<std
     SetAuthorization(copy, authorization);
     sent_basic = sent_basic || authorization.starts_with("Basic ");
     STRATA_ASSIGN_OR_RETURN(HttpResponse response, client_.Send(std::move(copy)));
+    ShowWarnings(host, response);
     if (response.status != 401) return response;
 
     std::string registry_message = RegistryErrorMessage(response.body);

@@ -95,6 +95,8 @@ class Authorizer {
   Result<CachedToken> FetchToken(const std::string& host, const HostChallenge& challenge,
                                  const std::vector<std::string>& scopes);
   std::optional<HostChallenge> KnownChallenge(const std::string& host);
+  // Logs (at warn level) each registry "Warning: 299" text once per host.
+  void ShowWarnings(const std::string& host, const HttpResponse& response);
 
   HttpClient& client_;
   CredentialsLookup lookup_;

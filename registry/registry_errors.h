@@ -4,6 +4,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/error.h"
 #include "registry/http_client.h"
@@ -25,5 +26,10 @@ RegistryErrors ParseRegistryErrors(std::string_view body);
 // FailedPrecondition "unexpected answer" otherwise. The message carries the status and the
 // registry's error text.
 Error StatusError(const HttpResponse& response, std::string_view what);
+
+// The texts of the "299" warnings in Warning header values (`299 - "Docker Hub will ..."`,
+// several per value allowed, RFC 9111 §5.5), which registries use for deprecation notices
+// the user should see. Other warn-codes and malformed values are ignored.
+std::vector<std::string> ParseRegistryWarnings(const std::vector<std::string_view>& header_values);
 
 }  // namespace strata::registry

@@ -5,8 +5,8 @@
 
 #include "base/file.h"
 #include "store/store.h"
-#include "tests/support/process.h"
 #include "tests/support/root.h"
+#include "tests/support/strata_cli.h"
 
 namespace strata::cli {
 namespace {
@@ -14,10 +14,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-struct CommandRun {
-  int code = -1;
-  std::string output;  // stdout + stderr
-};
+using test_support::CommandRun;
 
 class CliTest : public ::testing::Test {
  protected:
@@ -28,13 +25,7 @@ class CliTest : public ::testing::Test {
   }
 
   CommandRun Strata(std::vector<std::string> args) {
-    std::vector<std::string> argv = {STRATA_BIN, "--root", (root_->path() / "store").string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    CommandRun run;
-    auto code = test_support::RunCommand(argv, &run.output);
-    EXPECT_TRUE(code.has_value()) << code.error().ToString();
-    run.code = code.value_or(-1);
-    return run;
+    return test_support::RunStrata(STRATA_BIN, root_->path(), args);
   }
 
   json StrataJson(std::vector<std::string> args) {

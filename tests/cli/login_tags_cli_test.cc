@@ -12,20 +12,16 @@
 #include "registry/credentials.h"
 #include "tests/support/assertions.h"
 #include "tests/support/image_builder.h"
-#include "tests/support/process.h"
 #include "tests/support/registry_fixture.h"
+#include "tests/support/strata_cli.h"
 
 namespace strata::cli {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::CommandRun;
 using test_support::RegistryAuth;
 using test_support::RegistryFixture;
-
-struct CommandRun {
-  int code = -1;
-  std::string output;  // stdout + stderr
-};
 
 class LoginTagsCliTest : public ::testing::Test {
  protected:
@@ -52,20 +48,7 @@ class LoginTagsCliTest : public ::testing::Test {
 
   // `prefix` runs before the strata command (e.g. a shell feeding stdin).
   CommandRun Strata(std::vector<std::string> args, std::vector<std::string> prefix = {}) {
-    std::vector<std::string> argv = std::move(prefix);
-    for (std::string arg : std::vector<std::string>{"env", "HOME=" + home_->path().string(),
-                            "XDG_CONFIG_HOME=" + (home_->path() / "config").string(),
-                            "DOCKER_CONFIG=" + (home_->path() / "docker").string(),
-                            "REGISTRY_AUTH_FILE=" + (home_->path() / "auth.json").string(),
-                            std::string(STRATA_BIN), "--root", (home_->path() / "store").string()}) {
-      argv.push_back(std::move(arg));
-    }
-    argv.insert(argv.end(), args.begin(), args.end());
-    CommandRun run;
-    auto code = test_support::RunCommand(argv, &run.output);
-    EXPECT_TRUE(code.has_value()) << code.error().ToString();
-    run.code = code.value_or(-1);
-    return run;
+    return test_support::RunStrata(STRATA_BIN, home_->path(), args, prefix);
   }
 
   // A shell prefix that writes `line` and a newline to the command's stdin.

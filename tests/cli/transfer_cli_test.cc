@@ -9,19 +9,15 @@
 #include "base/file.h"
 #include "tests/support/assertions.h"
 #include "tests/support/image_builder.h"
-#include "tests/support/process.h"
 #include "tests/support/registry_fixture.h"
+#include "tests/support/strata_cli.h"
 
 namespace strata::cli {
 namespace {
 
+using test_support::CommandRun;
 using test_support::RegistryAuth;
 using test_support::RegistryFixture;
-
-struct CommandRun {
-  int code = -1;
-  std::string output;  // stdout + stderr
-};
 
 class TransferCliTest : public ::testing::Test {
  protected:
@@ -35,21 +31,7 @@ class TransferCliTest : public ::testing::Test {
   }
 
   CommandRun Strata(std::vector<std::string> args) {
-    std::vector<std::string> argv = {"env",
-                                     "HOME=" + home_->path().string(),
-                                     "XDG_CONFIG_HOME=" + (home_->path() / "config").string(),
-                                     "DOCKER_CONFIG=" + (home_->path() / "docker").string(),
-                                     "REGISTRY_AUTH_FILE=" + (home_->path() / "auth.json").string(),
-                                     "STRATA_CERTS_DIR=" + (home_->path() / "certs.d").string(),
-                                     std::string(STRATA_BIN),
-                                     "--root",
-                                     (home_->path() / "store").string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    CommandRun run;
-    auto code = test_support::RunCommand(argv, &run.output);
-    EXPECT_TRUE(code.has_value()) << code.error().ToString();
-    run.code = code.value_or(-1);
-    return run;
+    return test_support::RunStrata(STRATA_BIN, home_->path(), args);
   }
 
   Result<test_support::PushedImage> PushImage(RegistryFixture& registry, const std::string& repository) {

@@ -71,12 +71,6 @@ class PullTest : public registry::RegistryClientTest {
     fetcher_ = std::make_unique<Fetcher>(*resolver_, store_->content(), &store_->leases());
   }
 
-  static oci::Reference Ref(const std::string& text) {
-    auto reference = oci::Reference::Parse(text);
-    EXPECT_TRUE(reference) << reference.error().ToString();
-    return *reference;
-  }
-
   Result<PullResult> PullRef(const std::string& text, PullOptions options = {}) {
     return Pull(*resolver_, *fetcher_, *store_, Ref(text), options);
   }
@@ -110,8 +104,6 @@ class PullTest : public registry::RegistryClientTest {
   std::unique_ptr<test_support::RegistryFixture> registry_;
   std::unique_ptr<TempDir> root_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<Authorizer> authorizer_;
-  std::unique_ptr<Resolver> resolver_;
   std::unique_ptr<Fetcher> fetcher_;
   std::mutex sleeps_mutex_;
   std::vector<std::chrono::milliseconds> sleeps_;

@@ -43,12 +43,6 @@ class PushTest : public registry::RegistryClientTest {
     pusher_ = std::make_unique<registry::Pusher>(*resolver_);
   }
 
-  static oci::Reference Ref(const std::string& text) {
-    auto reference = oci::Reference::Parse(text);
-    EXPECT_TRUE(reference) << reference.error().ToString();
-    return *reference;
-  }
-
   static test_support::BuiltImage Build(ManifestFormat format, Compression compression,
                                         test_support::Platform platform, const std::string& text) {
     auto layer = test_support::LayerBuilder().File("which", text).Build(compression);
@@ -76,8 +70,6 @@ class PushTest : public registry::RegistryClientTest {
   std::unique_ptr<test_support::RegistryFixture> target_;
   std::unique_ptr<TempDir> root_;
   std::unique_ptr<store::Store> store_;
-  std::unique_ptr<registry::Authorizer> authorizer_;
-  std::unique_ptr<registry::Resolver> resolver_;
   std::unique_ptr<registry::Fetcher> fetcher_;
   std::unique_ptr<registry::Pusher> pusher_;
 };

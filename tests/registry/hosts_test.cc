@@ -3,14 +3,9 @@
 // upstream docker-registry.
 #include "registry/hosts.h"
 
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -28,11 +23,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-oci::Reference Ref(const std::string& text) {
-  auto reference = oci::Reference::Parse(text);
-  EXPECT_TRUE(reference) << reference.error().ToString();
-  return *reference;
-}
+constexpr auto Ref = &RegistryClientTest::Ref;
 
 class HostsConfigTest : public ::testing::Test {
  protected:
@@ -212,52 +203,25 @@ TEST_F(HostsConfigTest, MalformedFilesNameFileAndLine) {
 class EmptyOkServer {
  public:
   static std::unique_ptr<EmptyOkServer> Start() {
-    auto listener = test_support::ListenOnLoopback("empty-200 server");
-    EXPECT_TRUE(listener) << listener.error().ToString();
-    int wake[2];
-    if (!listener || ::pipe2(wake, O_CLOEXEC) != 0) return nullptr;
-    return std::unique_ptr<EmptyOkServer>(
-        new EmptyOkServer(std::move(*listener), UniqueFd(wake[0]), UniqueFd(wake[1])));
+    std::unique_ptr<EmptyOkServer> server(new EmptyOkServer);
+    auto http = test_support::OneShotHttpServer::Start("empty-200 server", [self = server.get()](const std::string&) {
+      ++self->requests_;
+      return std::string(
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    });
+    EXPECT_TRUE(http) << http.error().ToString();
+    if (!http) return nullptr;
+    server->http_ = std::move(*http);
+    return server;
   }
-  ~EmptyOkServer() {
-    char stop = 1;
-    (void)!::write(wake_write_.get(), &stop, 1);
-    thread_.join();
-  }
-  std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
+  std::string url() const { return fmt::format("http://127.0.0.1:{}", http_->port()); }
   int requests() const { return requests_.load(); }
 
  private:
-  EmptyOkServer(test_support::LoopbackListener listener, UniqueFd wake_read, UniqueFd wake_write)
-      : listener_(std::move(listener.fd)),
-        wake_read_(std::move(wake_read)),
-        wake_write_(std::move(wake_write)),
-        port_(listener.port),
-        thread_([this] { Serve(); }) {}
+  EmptyOkServer() = default;
 
-  void Serve() {
-    while (std::optional<UniqueFd> connection = test_support::AcceptUnlessWoken(listener_.get(), wake_read_.get())) {
-      if (!*connection) continue;
-      std::string request;
-      char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        ssize_t n = ::recv(connection->get(), buffer, sizeof(buffer), 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<size_t>(n));
-      }
-      ++requests_;
-      constexpr std::string_view kAnswer =
-          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-      (void)!::send(connection->get(), kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
-    }
-  }
-
-  UniqueFd listener_;
-  UniqueFd wake_read_;
-  UniqueFd wake_write_;
-  int port_ = 0;
   std::atomic<int> requests_{0};
-  std::thread thread_;  // last: starts after the members it uses
+  std::unique_ptr<test_support::OneShotHttpServer> http_;  // last: stopped before what its handler uses
 };
 
 class HostsFallbackTest : public RegistryClientTest {};

@@ -130,12 +130,6 @@ class PusherTest : public RegistryClientTest {
     return *pusher_;
   }
 
-  static oci::Reference Ref(const std::string& text) {
-    auto reference = oci::Reference::Parse(text);
-    EXPECT_TRUE(reference) << reference.error().ToString();
-    return *reference;
-  }
-
   // Requests the proxy received with this method whose path contains `part`.
   static int Count(const FaultProxy& proxy, std::string_view method, std::string_view part) {
     int count = 0;
@@ -157,8 +151,6 @@ class PusherTest : public RegistryClientTest {
   }
 
   std::unique_ptr<RegistryFixture> registry_;
-  std::unique_ptr<Authorizer> authorizer_;
-  std::unique_ptr<Resolver> resolver_;
   std::unique_ptr<Pusher> pusher_;
 };
 
@@ -212,7 +204,9 @@ TEST_F(PusherTest, ChunkedPushOfOddSizeInThreeChunks) {
   std::vector<std::string> ranges;
   for (const auto& request : proxy->requests()) {
     if (request.method == "PATCH") ranges.push_back(request.Header("Content-Range").value_or(""));
-    if (request.method == "PUT") EXPECT_EQ(request.Header("Content-Length").value_or("0"), "0");
+    if (request.method == "PUT") {
+      EXPECT_EQ(request.Header("Content-Length").value_or("0"), "0");
+    }
   }
   EXPECT_EQ(ranges, (std::vector<std::string>{"0-4095", "4096-8191", "8192-9192"}));
 

@@ -4,18 +4,31 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "base/file.h"
+#include "oci/reference.h"
 #include "registry/auth.h"
 #include "registry/http_client.h"
+#include "registry/resolver.h"
 #include "tests/support/registry_fixture.h"
 
 namespace strata::registry {
 
 class RegistryClientTest : public ::testing::Test {
+ public:
+  // Parses `text`, failing the test (not aborting it) when it is not a valid reference.
+  // Public so that fixtures not derived from this one can use it too.
+  static oci::Reference Ref(const std::string& text) {
+    auto reference = oci::Reference::Parse(text);
+    EXPECT_TRUE(reference) << reference.error().ToString();
+    return *reference;
+  }
+
  protected:
   void SetUp() override {
     auto certs = TempDir::Create("strata-certs");
@@ -44,8 +57,22 @@ class RegistryClientTest : public ::testing::Test {
     return [credentials](std::string_view) -> Result<std::optional<Credentials>> { return credentials; };
   }
 
+  // A resolver with fixed credentials (none by default) and fast retries, kept in
+  // resolver_ (replacing the previous one) with its authorizer in authorizer_.
+  Resolver& MakeResolver(std::optional<Credentials> credentials = std::nullopt) {
+    using namespace std::chrono_literals;
+    authorizer_ = std::make_unique<Authorizer>(*client_, Fixed(credentials));
+    resolver_ = std::make_unique<Resolver>(
+        *authorizer_, ResolverOptions{.retry = {.max_attempts = 3, .initial_backoff = 10ms, .jitter = 0}});
+    return *resolver_;
+  }
+
+  // Declaration order matters: the authorizer uses client_ and the resolver the authorizer,
+  // so they are destroyed first.
   std::unique_ptr<TempDir> certs_;
   std::unique_ptr<HttpClient> client_;
+  std::unique_ptr<Authorizer> authorizer_;
+  std::unique_ptr<Resolver> resolver_;
 };
 
 }  // namespace strata::registry

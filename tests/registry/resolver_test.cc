@@ -35,20 +35,6 @@ class ResolverTest : public RegistryClientTest {
     ASSERT_TRUE(registry_);
   }
 
-  // A resolver with fixed credentials (none by default) and fast retries.
-  Resolver& MakeResolver(std::optional<Credentials> credentials = std::nullopt) {
-    authorizer_ = std::make_unique<Authorizer>(*client_, Fixed(credentials));
-    resolver_ = std::make_unique<Resolver>(
-        *authorizer_, ResolverOptions{.retry = {.max_attempts = 3, .initial_backoff = 10ms, .jitter = 0}});
-    return *resolver_;
-  }
-
-  static oci::Reference Ref(const std::string& text) {
-    auto reference = oci::Reference::Parse(text);
-    EXPECT_TRUE(reference) << reference.error().ToString();
-    return *reference;
-  }
-
   static Result<test_support::BuiltImage> SmallImage(ManifestFormat format, test_support::Platform platform,
                                                      std::string content) {
     auto layer = test_support::LayerBuilder().File("hello.txt", std::move(content)).Build();
@@ -68,8 +54,6 @@ class ResolverTest : public RegistryClientTest {
   }
 
   std::unique_ptr<RegistryFixture> registry_;
-  std::unique_ptr<Authorizer> authorizer_;
-  std::unique_ptr<Resolver> resolver_;
 };
 
 void CheckTagAndDigest(ResolverTest* test, Resolver& resolver, const test_support::PushedImage& pushed,

@@ -2,15 +2,10 @@
 // headers, an unknown repository, and token auth.
 #include "registry/tags.h"
 
-#include <fcntl.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <regex>
-#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -32,46 +27,21 @@ namespace {
 class PagingTagsServer {
  public:
   static std::unique_ptr<PagingTagsServer> Start(const test_support::RegistryFixture& registry) {
-    auto listener = test_support::ListenOnLoopback("paging tags server");
-    EXPECT_TRUE(listener) << listener.error().ToString();
-    int wake[2];
-    if (!listener || ::pipe2(wake, O_CLOEXEC) != 0) return nullptr;
-    return std::unique_ptr<PagingTagsServer>(
-        new PagingTagsServer(registry, std::move(*listener), UniqueFd(wake[0]), UniqueFd(wake[1])));
+    std::unique_ptr<PagingTagsServer> server(new PagingTagsServer(registry));
+    auto http = test_support::OneShotHttpServer::Start("paging tags server", [self = server.get()](const std::string& head) {
+      return self->Answer(head.substr(0, head.find("\r\n")));
+    });
+    EXPECT_TRUE(http) << http.error().ToString();
+    if (!http) return nullptr;
+    server->http_ = std::move(*http);
+    return server;
   }
-  ~PagingTagsServer() {
-    char stop = 1;
-    (void)!::write(wake_write_.get(), &stop, 1);
-    thread_.join();
-  }
-  std::string host() const { return fmt::format("127.0.0.1:{}", port_); }
+  std::string host() const { return fmt::format("127.0.0.1:{}", http_->port()); }
   int pages_served() const { return pages_.load(); }
 
  private:
-  PagingTagsServer(const test_support::RegistryFixture& registry, test_support::LoopbackListener listener,
-                   UniqueFd wake_read, UniqueFd wake_write)
-      : upstream_(registry.Client()),
-        upstream_url_(registry.url()),
-        listener_(std::move(listener.fd)),
-        wake_read_(std::move(wake_read)),
-        wake_write_(std::move(wake_write)),
-        port_(listener.port),
-        thread_([this] { Serve(); }) {}
-
-  void Serve() {
-    while (std::optional<UniqueFd> connection = test_support::AcceptUnlessWoken(listener_.get(), wake_read_.get())) {
-      if (!*connection) continue;
-      std::string request;
-      char buffer[4096];
-      while (request.find("\r\n\r\n") == std::string::npos) {
-        ssize_t n = ::recv(connection->get(), buffer, sizeof(buffer), 0);
-        if (n <= 0) break;
-        request.append(buffer, static_cast<size_t>(n));
-      }
-      std::string answer = Answer(request.substr(0, request.find("\r\n")));
-      (void)!::send(connection->get(), answer.data(), answer.size(), MSG_NOSIGNAL);
-    }
-  }
+  explicit PagingTagsServer(const test_support::RegistryFixture& registry)
+      : upstream_(registry.Client()), upstream_url_(registry.url()) {}
 
   std::string Answer(const std::string& request_line) {
     static const std::regex kTagsList(R"(^GET (/v2/(.+)/tags/)list(\?\S*)? HTTP/1\.1$)");
@@ -110,12 +80,8 @@ class PagingTagsServer {
 
   test_support::TestHttpClient upstream_;  // used by the server thread only
   std::string upstream_url_;
-  UniqueFd listener_;
-  UniqueFd wake_read_;
-  UniqueFd wake_write_;
-  int port_ = 0;
   std::atomic<int> pages_{0};
-  std::thread thread_;  // last: starts after the members it uses
+  std::unique_ptr<test_support::OneShotHttpServer> http_;  // last: stopped before what its handler uses
 };
 
 using namespace std::chrono_literals;
@@ -127,13 +93,6 @@ class TagsTest : public RegistryClientTest {
   void StartRegistry(RegistryOptions options = {}) {
     registry_ = StartTrustedRegistry(std::move(options));
     ASSERT_TRUE(registry_);
-  }
-
-  Resolver& MakeResolver(std::optional<Credentials> credentials = std::nullopt) {
-    authorizer_ = std::make_unique<Authorizer>(*client_, Fixed(credentials));
-    resolver_ = std::make_unique<Resolver>(
-        *authorizer_, ResolverOptions{.retry = {.max_attempts = 3, .initial_backoff = 10ms, .jitter = 0}});
-    return *resolver_;
   }
 
   // Pushes one small image under each of `tags`.
@@ -152,8 +111,6 @@ class TagsTest : public RegistryClientTest {
   }
 
   std::unique_ptr<test_support::RegistryFixture> registry_;
-  std::unique_ptr<Authorizer> authorizer_;
-  std::unique_ptr<Resolver> resolver_;
 };
 
 const std::vector<std::string> kSevenTags = {"1.0", "1.1", "2.0", "latest", "rc1", "stable", "v3"};

@@ -2,8 +2,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -37,6 +39,48 @@ std::optional<UniqueFd> AcceptUnlessWoken(int listener, int wake_fd) {
     if (fds[1].revents != 0) return std::nullopt;
     if (fds[0].revents == 0) continue;
     return UniqueFd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+  }
+}
+
+std::string ReadRequestHead(int fd) {
+  std::string request;
+  char buffer[4096];
+  while (request.find("\r\n\r\n") == std::string::npos) {
+    ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    request.append(buffer, static_cast<size_t>(n));
+  }
+  return request;
+}
+
+Result<std::unique_ptr<OneShotHttpServer>> OneShotHttpServer::Start(std::string_view who, Handler handler) {
+  STRATA_ASSIGN_OR_RETURN(LoopbackListener listener, ListenOnLoopback(who));
+  int wake[2];
+  if (::pipe2(wake, O_CLOEXEC) != 0) return Fail(ErrorCode::kInternal, "{}: pipe: {}", who, std::strerror(errno));
+  return std::unique_ptr<OneShotHttpServer>(
+      new OneShotHttpServer(std::move(listener), UniqueFd(wake[0]), UniqueFd(wake[1]), std::move(handler)));
+}
+
+OneShotHttpServer::OneShotHttpServer(LoopbackListener listener, UniqueFd wake_read, UniqueFd wake_write,
+                                     Handler handler)
+    : listener_(std::move(listener.fd)),
+      wake_read_(std::move(wake_read)),
+      wake_write_(std::move(wake_write)),
+      port_(listener.port),
+      handler_(std::move(handler)),
+      thread_([this] { Serve(); }) {}
+
+OneShotHttpServer::~OneShotHttpServer() {
+  char stop = 1;
+  (void)!::write(wake_write_.get(), &stop, 1);
+  thread_.join();
+}
+
+void OneShotHttpServer::Serve() {
+  while (std::optional<UniqueFd> connection = AcceptUnlessWoken(listener_.get(), wake_read_.get())) {
+    if (!*connection) continue;
+    std::string answer = handler_(ReadRequestHead(connection->get()));
+    (void)!::send(connection->get(), answer.data(), answer.size(), MSG_NOSIGNAL);
   }
 }
 
