@@ -30,16 +30,10 @@ using registry::Resolver;
 using registry::ResolverOptions;
 using test_support::Compression;
 using test_support::FaultAction;
+using test_support::RandomBytes;
 using test_support::FaultProxy;
 using test_support::FaultRule;
 using test_support::ManifestFormat;
-
-std::string RandomBytes(size_t size, uint32_t seed) {
-  std::mt19937 random(seed);
-  std::string bytes(size, '\0');
-  for (char& c : bytes) c = static_cast<char>(random());
-  return bytes;
-}
 
 class PullTest : public registry::RegistryClientTest {
  protected:

@@ -29,18 +29,12 @@ namespace {
 
 using namespace std::chrono_literals;
 using test_support::FaultAction;
+using test_support::RandomBytes;
 using test_support::FaultProxy;
 using test_support::FaultRule;
 using test_support::RegistryAuth;
 using test_support::RegistryFixture;
 using test_support::RegistryOptions;
-
-std::string RandomBytes(size_t size, uint32_t seed) {
-  std::mt19937 random(seed);
-  std::string data(size, '\0');
-  for (char& c : data) c = static_cast<char>(random() & 0xff);
-  return data;
-}
 
 oci::Descriptor DescriptorOf(std::string_view data) {
   oci::Descriptor descriptor;

@@ -1,5 +1,7 @@
 #include "tests/support/image_builder.h"
 
+#include <random>
+
 #include <sys/utsname.h>
 
 #include <algorithm>
@@ -319,6 +321,13 @@ Result<BuiltIndex> IndexBuilder::Build() const {
   ordered_json index = {{"schemaVersion", 2}, {"mediaType", media_type}, {"manifests", manifests}};
   if (!annotations_.empty()) index["annotations"] = annotations_;
   return BuiltIndex{.format = format_, .index = Blob::Of(media_type, index.dump(3)), .images = images_};
+}
+
+std::string RandomBytes(size_t size, uint32_t seed) {
+  std::mt19937 random(seed);
+  std::string bytes(size, '\0');
+  for (char& c : bytes) c = static_cast<char>(random() & 0xff);
+  return bytes;
 }
 
 }  // namespace strata::test_support

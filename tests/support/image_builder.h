@@ -115,6 +115,10 @@ struct Platform {
 // GOARCH name of this machine.
 std::string HostArchitecture();
 
+// `size` incompressible bytes, the same for the same seed: big layers and blobs whose
+// transfers can be cut, resumed and counted.
+std::string RandomBytes(size_t size, uint32_t seed);
+
 // A content-addressed blob ready to push, with its descriptor fields.
 struct Blob {
   std::string media_type;
