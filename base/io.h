@@ -1,0 +1,51 @@
+// Pull-style byte streams: the one interface the layer pipeline is built from
+// (network body -> decompressor -> tar reader -> apply), so each stage can be tested with
+// a string or a file and composed without knowing its neighbours.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "base/error.h"
+
+namespace strata {
+
+// A source of bytes read front to back. Not thread-safe.
+class ByteReader {
+ public:
+  virtual ~ByteReader() = default;
+  // Reads up to buffer.size() bytes; returns how many (0 only at the end of the stream,
+  // and only when buffer is non-empty). After an error the reader is unusable.
+  virtual Result<size_t> Read(std::span<char> buffer) = 0;
+};
+
+// Reads a string held elsewhere. REQUIRES: the viewed bytes outlive the reader.
+class StringViewReader : public ByteReader {
+ public:
+  explicit StringViewReader(std::string_view data) : data_(data) {}
+  Result<size_t> Read(std::span<char> buffer) override;
+  size_t remaining() const { return data_.size(); }
+
+ private:
+  std::string_view data_;
+};
+
+// Reads a file descriptor (not owned) with read(2), retrying EINTR.
+class FdReader : public ByteReader {
+ public:
+  explicit FdReader(int fd) : fd_(fd) {}
+  Result<size_t> Read(std::span<char> buffer) override;
+
+ private:
+  int fd_;
+};
+
+// Reads until `buffer` is full or the stream ends; returns the count (< size only at the end).
+Result<size_t> ReadFull(ByteReader& reader, std::span<char> buffer);
+
+// The rest of the stream as a string; FailedPrecondition when it exceeds `limit` bytes.
+Result<std::string> ReadAll(ByteReader& reader, size_t limit = static_cast<size_t>(1) << 30);
+
+}  // namespace strata
