@@ -102,29 +102,10 @@ Result<ContentInfo> ContentStore::Info(const Digest& digest) const {
 }
 
 Result<ContentInfo> ContentStore::Update(const ContentInfo& update, const std::vector<std::string>& fieldpaths) {
-  STRATA_RETURN_IF_ERROR(ValidateLabels(update.labels));
   auto guard = digest_locks_.Lock(update.digest.ToString());
   STRATA_ASSIGN_OR_RETURN(auto info, Info(update.digest));
-  if (fieldpaths.empty()) {
-    info.labels = update.labels;
-  }
-  for (const auto& path : fieldpaths) {
-    if (path == "labels") {
-      info.labels = update.labels;
-    } else if (path.starts_with("labels.")) {
-      auto key = path.substr(7);
-      auto it = update.labels.find(key);
-      if (it == update.labels.end() || it->second.empty()) {
-        info.labels.erase(key);
-      } else {
-        info.labels[key] = it->second;
-      }
-    } else {
-      return Fail(ErrorCode::kInvalidArgument, "cannot update field {:?} of content {}: only labels are mutable",
-                  path, update.digest);
-    }
-  }
-  STRATA_RETURN_IF_ERROR(ValidateLabels(info.labels));
+  STRATA_RETURN_IF_ERROR(
+      ApplyLabelUpdate(info.labels, update.labels, fieldpaths, fmt::format("content {}", update.digest)));
   info.updated_at = Now();
   STRATA_RETURN_IF_ERROR(db_.Put(Table::kBlobs, info.digest.ToString(), EncodeInfo(info)));
   return info;

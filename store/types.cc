@@ -94,4 +94,29 @@ Status ValidateLabels(const Labels& labels) {
   return {};
 }
 
+Status ApplyLabelUpdate(Labels& current, const Labels& update, const std::vector<std::string>& fieldpaths,
+                        std::string_view what) {
+  STRATA_RETURN_IF_ERROR(ValidateLabels(update));
+  Labels result = current;
+  if (fieldpaths.empty()) result = update;
+  for (const auto& path : fieldpaths) {
+    if (path == "labels") {
+      result = update;
+    } else if (path.starts_with("labels.")) {
+      const std::string key = path.substr(7);
+      auto it = update.find(key);
+      if (it == update.end() || it->second.empty()) {
+        result.erase(key);
+      } else {
+        result[key] = it->second;
+      }
+    } else {
+      return Fail(ErrorCode::kInvalidArgument, "cannot update field {:?} of {}: only labels are mutable", path, what);
+    }
+  }
+  STRATA_RETURN_IF_ERROR(ValidateLabels(result));
+  current = std::move(result);
+  return {};
+}
+
 }  // namespace strata::store

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/error.h"
 
@@ -25,6 +27,13 @@ Result<Timestamp> ParseTimestamp(std::string_view text);
 // containerd's limit: a label's key plus value must not exceed 4096 bytes; keys non-empty.
 inline constexpr size_t kMaxLabelSize = 4096;
 Status ValidateLabels(const Labels& labels);
+
+// containerd's label update by field paths, applied to `current`: no paths or "labels" =
+// replace all with `update`; "labels.<k>" = set k from `update` (or delete it when absent
+// or ""). Any other path is InvalidArgument "cannot update field <path> of <what>: only
+// labels are mutable". The result is validated (ValidateLabels).
+Status ApplyLabelUpdate(Labels& current, const Labels& update, const std::vector<std::string>& fieldpaths,
+                        std::string_view what);
 
 // Labels with GC meaning, as containerd names them.
 inline constexpr std::string_view kLabelGcRoot = "containerd.io/gc.root";
