@@ -1,11 +1,12 @@
 #include "archive/tar_reader.h"
 
-#include "archive/tar_reader_records.h"
-
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <utility>
+
+#include "archive/tar_format.h"
+#include "archive/tar_reader_records.h"
 
 namespace strata::archive {
 namespace {
@@ -17,32 +18,13 @@ using tar_internal::ParsePaxRecords;
 using tar_internal::PaxSparse;
 using tar_internal::Quote;
 
-constexpr size_t kBlockSize = 512;
 // Large enough that a pull copies in big chunks; callers asking for at least
 // kDirectReadThreshold bytes bypass the buffer altogether.
 constexpr size_t kBufferSize = 256 * 1024;
 constexpr size_t kDirectReadThreshold = 32 * 1024;
 
-struct Field {
-  size_t offset;
-  size_t width;
-};
-constexpr Field kName{0, 100};
-constexpr Field kMode{100, 8};
-constexpr Field kUid{108, 8};
-constexpr Field kGid{116, 8};
-constexpr Field kSize{124, 12};
-constexpr Field kMtime{136, 12};
-constexpr Field kChecksum{148, 8};
-constexpr size_t kTypeflag = 156;
-constexpr Field kLinkname{157, 100};
-constexpr Field kMagic{257, 6};
-constexpr Field kVersion{263, 2};
-constexpr Field kUname{265, 32};
-constexpr Field kGname{297, 32};
-constexpr Field kDevmajor{329, 8};
-constexpr Field kDevminor{337, 8};
-constexpr Field kPrefix{345, 155};
+using namespace tar_format;
+
 constexpr Field kStarPrefix{345, 131};  // star keeps atime/ctime after a shorter prefix
 constexpr Field kStarTrailer{508, 4};
 // Old GNU sparse header: 4 (offset, numbytes) pairs, an "extended" flag and the real size;
@@ -290,7 +272,7 @@ Result<std::optional<TarEntry>> TarReader::NextImpl() {
       return Fail(ErrorCode::kInvalidArgument, "tar: bad header checksum at byte {} (name {}): stored {}, computed {}",
                   header_offset, Quote(raw_name), Quote(CString(header, kChecksum)), unsigned_sum);
     }
-    char flag = header[kTypeflag];
+    char flag = header[kTypeflag.offset];
     std::optional<int64_t> header_size = ParseNumber(FieldBytes(header, kSize));
     if (!header_size || *header_size < 0) {
       return Fail(ErrorCode::kInvalidArgument, "tar: entry {} at byte {} has a bad size field {}", Quote(raw_name),

@@ -6,32 +6,12 @@
 #include <optional>
 #include <utility>
 
+#include "archive/tar_format.h"
+
 namespace strata::archive {
 namespace {
 
-constexpr size_t kBlockSize = 512;
-
-// Offsets and widths of the ustar header fields (POSIX.1-2001).
-struct Field {
-  size_t offset;
-  size_t width;
-};
-constexpr Field kName{0, 100};
-constexpr Field kMode{100, 8};
-constexpr Field kUid{108, 8};
-constexpr Field kGid{116, 8};
-constexpr Field kSize{124, 12};
-constexpr Field kMtime{136, 12};
-constexpr Field kChecksum{148, 8};
-constexpr Field kTypeflag{156, 1};
-constexpr Field kLinkname{157, 100};
-constexpr Field kMagic{257, 6};
-constexpr Field kVersion{263, 2};
-constexpr Field kUname{265, 32};
-constexpr Field kGname{297, 32};
-constexpr Field kDevmajor{329, 8};
-constexpr Field kDevminor{337, 8};
-constexpr Field kPrefix{345, 155};
+using namespace tar_format;
 
 using Block = std::array<char, kBlockSize>;
 
