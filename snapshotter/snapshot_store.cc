@@ -90,8 +90,22 @@ Result<SnapshotRecord> SnapshotStore::ToRecord(const std::string& key, const Sto
   return record;
 }
 
+Result<uint64_t> SnapshotStore::AllocateId() {
+  std::lock_guard lock(mutex_);
+  return AllocateIdLocked();
+}
+
+Result<uint64_t> SnapshotStore::AllocateIdLocked() {
+  uint64_t next_id = 1;
+  const std::string counter_key = prefix_ + "next-id";
+  STRATA_ASSIGN_OR_RETURN(std::optional<std::string> counter, db_.Get(Table::kSnapshots, counter_key));
+  if (counter) std::from_chars(counter->data(), counter->data() + counter->size(), next_id);
+  STRATA_RETURN_IF_ERROR(db_.Put(Table::kSnapshots, counter_key, std::to_string(next_id + 1)));
+  return next_id;
+}
+
 Result<SnapshotRecord> SnapshotStore::Create(Kind kind, const std::string& key, const std::string& parent,
-                                             const store::Labels& labels) {
+                                             const store::Labels& labels, uint64_t id) {
   if (kind == Kind::kCommitted) return Fail(ErrorCode::kInvalidArgument, "snapshot {:?}: cannot create committed", key);
   if (key.empty()) return Fail(ErrorCode::kInvalidArgument, "snapshot key must not be empty");
   STRATA_RETURN_IF_ERROR(store::ValidateLabels(labels));
@@ -106,16 +120,14 @@ Result<SnapshotRecord> SnapshotStore::Create(Kind kind, const std::string& key, 
                   KindName(parent_record->kind));
     }
   }
-  uint64_t next_id = 1;
-  const std::string counter_key = prefix_ + "next-id";
-  STRATA_ASSIGN_OR_RETURN(std::optional<std::string> counter, db_.Get(Table::kSnapshots, counter_key));
-  if (counter) std::from_chars(counter->data(), counter->data() + counter->size(), next_id);
+  if (id == 0) {
+    STRATA_ASSIGN_OR_RETURN(id, AllocateIdLocked());
+  }
 
   const int64_t now = store::ToUnixNanos(store::Now());
-  Stored stored{.id = next_id, .kind = kind, .parent = parent, .created = now, .updated = now, .labels = labels};
+  Stored stored{.id = id, .kind = kind, .parent = parent, .created = now, .updated = now, .labels = labels};
   store::MetaDB::Batch batch;
   batch.Put(Table::kSnapshots, RecordKey(key), stored.Encode());
-  batch.Put(Table::kSnapshots, counter_key, std::to_string(next_id + 1));
   if (!parent.empty()) batch.Put(Table::kSnapshots, ChildKey(parent, key), "");
   STRATA_RETURN_IF_ERROR(db_.Write(batch));
   return ToRecord(key, stored);

@@ -62,12 +62,17 @@ class SnapshotStore {
   // `snapshotter` names the namespace (containerd's proxy plugin name, e.g. "strata").
   SnapshotStore(store::MetaDB& db, std::string snapshotter) : db_(db), prefix_(std::move(snapshotter) + '\0') {}
 
-  // Creates an active or view snapshot `key` over committed `parent` ("" = none).
+  // Allocates a fresh id (durably: ids are never reused, even after a crash), so a driver
+  // can create the snapshot's directory before the record that names it.
+  Result<uint64_t> AllocateId();
+
+  // Creates an active or view snapshot `key` with directory id `id` (from AllocateId; 0 =
+  // allocate one here) over committed `parent` ("" = none).
   // AlreadyExists when the key (or a committed name equal to it) exists; NotFound for a
   // missing parent; InvalidArgument for kCommitted, an empty key, or a parent that is not
   // committed. Created == updated.
   Result<SnapshotRecord> Create(Kind kind, const std::string& key, const std::string& parent,
-                                const store::Labels& labels);
+                                const store::Labels& labels, uint64_t id = 0);
   // NotFound when absent.
   Result<SnapshotRecord> Get(const std::string& key) const;
   // Labels only (containerd's Update): no paths = replace all labels; "labels" = same;
@@ -93,6 +98,8 @@ class SnapshotStore {
   std::string RecordKey(std::string_view key) const;
   std::string ChildKey(std::string_view parent, std::string_view child) const;
   Result<SnapshotRecord> ToRecord(const std::string& key, const Stored& stored) const;
+  // REQUIRES: mutex_ held.
+  Result<uint64_t> AllocateIdLocked();
 
   store::MetaDB& db_;
   std::string prefix_;

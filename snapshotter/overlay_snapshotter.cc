@@ -1,0 +1,178 @@
+#include "snapshotter/overlay_snapshotter.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <set>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "base/file.h"
+#include "base/mounts.h"
+
+namespace strata::snapshotter {
+
+namespace fs = std::filesystem;
+
+Result<Usage> DiskUsage(const fs::path& dir) {
+  Usage usage;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  struct stat root_stat {};
+  if (::lstat(dir.c_str(), &root_stat) != 0) return ErrnoFail(errno, "stat", dir);
+  auto count = [&](const fs::path& path) -> Status {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) return ErrnoFail(errno, "stat", path);
+    if (seen.insert({st.st_dev, st.st_ino}).second) {
+      usage.size += static_cast<int64_t>(st.st_blocks) * 512;
+      usage.inodes += 1;
+    }
+    return {};
+  };
+  STRATA_RETURN_IF_ERROR(count(dir));
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    STRATA_RETURN_IF_ERROR(count(it->path()));
+    struct stat st {};
+    // Do not descend into other filesystems (a mount inside a snapshot is not its usage).
+    if (it->is_directory(ec) && ::lstat(it->path().c_str(), &st) == 0 && st.st_dev != root_stat.st_dev) {
+      it.disable_recursion_pending();
+    }
+  }
+  if (ec) return Fail(ErrorCode::kInternal, "usage of {}: {}", dir.string(), ec.message());
+  return usage;
+}
+
+Result<std::unique_ptr<OverlaySnapshotter>> OverlaySnapshotter::Open(const fs::path& root, store::MetaDB& db,
+                                                                     std::string name) {
+  const fs::path snapshots_dir = root / "snapshots";
+  std::error_code ec;
+  fs::create_directories(snapshots_dir, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "create {}: {}", snapshots_dir.string(), ec.message());
+  return std::unique_ptr<OverlaySnapshotter>(new OverlaySnapshotter(snapshots_dir, db, std::move(name)));
+}
+
+Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::string& key, const std::string& parent,
+                                                      const store::Labels& labels) {
+  // Checks that fail cheaply come first, so no id or directory is spent on them.
+  if (records_.Get(key)) return Fail(ErrorCode::kAlreadyExists, "snapshot {:?} already exists", key);
+  std::optional<SnapshotRecord> parent_record;
+  if (!parent.empty()) {
+    STRATA_ASSIGN_OR_RETURN(parent_record, records_.Get(parent));
+  }
+
+  STRATA_ASSIGN_OR_RETURN(uint64_t id, records_.AllocateId());
+  const fs::path dir = layout_.SnapshotDir(id);
+  if (::mkdir(dir.c_str(), 0700) != 0) return ErrnoFail(errno, "create snapshot directory", dir);
+  auto created = [&]() -> Result<SnapshotRecord> {
+    const fs::path fs_dir = layout_.FsDir(id);
+    if (::mkdir(fs_dir.c_str(), 0755) != 0) return ErrnoFail(errno, "mkdir", fs_dir);
+    if (::chmod(fs_dir.c_str(), 0755) != 0) return ErrnoFail(errno, "chmod", fs_dir);  // umask-proof
+    if (kind == Kind::kActive && ::mkdir(layout_.WorkDir(id).c_str(), 0711) != 0) {
+      return ErrnoFail(errno, "mkdir", layout_.WorkDir(id));
+    }
+    if (parent_record) {
+      // The new upper's root takes the owner of the parent's root, as containerd does.
+      struct stat st {};
+      const fs::path parent_fs = layout_.FsDir(parent_record->id);
+      if (::stat(parent_fs.c_str(), &st) == 0 && ::chown(fs_dir.c_str(), st.st_uid, st.st_gid) != 0) {
+        return ErrnoFail(errno, "chown", fs_dir);
+      }
+    }
+    STRATA_RETURN_IF_ERROR(FsyncDir(snapshots_dir_));
+    return records_.Create(kind, key, parent, labels, id);
+  }();
+  if (!created) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return Fail(created.error());
+  }
+  STRATA_ASSIGN_OR_RETURN(Mount mount, layout_.MountFor(*created));
+  return std::vector<Mount>{std::move(mount)};
+}
+
+Result<std::vector<Mount>> OverlaySnapshotter::Prepare(const std::string& key, const std::string& parent,
+                                                       const store::Labels& labels) {
+  return Create(Kind::kActive, key, parent, labels);
+}
+
+Result<std::vector<Mount>> OverlaySnapshotter::View(const std::string& key, const std::string& parent,
+                                                    const store::Labels& labels) {
+  return Create(Kind::kView, key, parent, labels);
+}
+
+Result<std::vector<Mount>> OverlaySnapshotter::Mounts(const std::string& key) const {
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
+  STRATA_ASSIGN_OR_RETURN(Mount mount, layout_.MountFor(record));
+  return std::vector<Mount>{std::move(mount)};
+}
+
+Status OverlaySnapshotter::Commit(const std::string& name, const std::string& key, const store::Labels& labels) {
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
+  if (record.info.kind != Kind::kActive) {
+    return Fail(ErrorCode::kFailedPrecondition, "snapshot {:?} is {}: only active snapshots can be committed", key,
+                KindName(record.info.kind));
+  }
+  STRATA_ASSIGN_OR_RETURN(Usage usage, DiskUsage(layout_.FsDir(record.id)));
+  STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage));
+  return {};
+}
+
+Status OverlaySnapshotter::Remove(const std::string& key) {
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord removed, records_.Remove(key));
+  std::error_code ec;
+  fs::remove_all(layout_.SnapshotDir(removed.id), ec);
+  if (ec) {
+    // Still mounted somewhere, say: the record is gone, Cleanup retries the directory.
+    spdlog::warn("snapshot {:?}: directory {} stays until cleanup: {}", key, layout_.SnapshotDir(removed.id).string(),
+                 ec.message());
+  }
+  return {};
+}
+
+Result<SnapshotInfo> OverlaySnapshotter::Stat(const std::string& key) const {
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
+  return record.info;
+}
+
+Result<SnapshotInfo> OverlaySnapshotter::Update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths) {
+  return records_.Update(info, fieldpaths);
+}
+
+Status OverlaySnapshotter::Walk(const store::Filter& filter,
+                                const std::function<bool(const SnapshotInfo&)>& fn) const {
+  return records_.Walk(filter, fn);
+}
+
+Result<Usage> OverlaySnapshotter::UsageOf(const std::string& key) const {
+  STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
+  if (record.info.kind == Kind::kCommitted) return record.usage;
+  return DiskUsage(layout_.FsDir(record.id));
+}
+
+Status OverlaySnapshotter::Cleanup() {
+  STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, records_.Ids());
+  std::set<std::string> live;
+  for (uint64_t id : ids) live.insert(std::to_string(id));
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(snapshots_dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (live.contains(name)) continue;
+    // Never recurse into something mounted beneath (a bind of a stray dir): leave it for later.
+    STRATA_ASSIGN_OR_RETURN(std::vector<fs::path> mounted, MountPointsAtOrBeneath(entry.path()));
+    if (!mounted.empty()) {
+      spdlog::warn("cleanup: {} stays: {} is mounted", entry.path().string(), mounted.front().string());
+      continue;
+    }
+    std::error_code remove_ec;
+    fs::remove_all(entry.path(), remove_ec);
+    if (remove_ec) return Fail(ErrorCode::kInternal, "cleanup {}: {}", entry.path().string(), remove_ec.message());
+  }
+  if (ec) return Fail(ErrorCode::kInternal, "list {}: {}", snapshots_dir_.string(), ec.message());
+  return {};
+}
+
+}  // namespace strata::snapshotter

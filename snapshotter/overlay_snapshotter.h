@@ -1,0 +1,68 @@
+// OverlaySnapshotter: containerd's snapshots.Snapshotter on kernel overlayfs — the
+// SnapshotStore's records joined to directories under <root>/snapshots/<id>/{fs,work} and
+// the mounts OverlayLayout gives them.
+//
+// Files first, metadata last: Prepare/View allocate an id, create the directory, then the
+// record; a crash in between leaves a directory no record names, which Cleanup removes.
+// Remove deletes the record, then (best effort) the directory. Thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "snapshotter/mount.h"
+#include "snapshotter/overlay_layout.h"
+#include "snapshotter/snapshot_store.h"
+#include "store/filters.h"
+#include "store/meta_db.h"
+
+namespace strata::snapshotter {
+
+class OverlaySnapshotter {
+ public:
+  // `root` is the store root (snapshots/ is created beneath it); `name` the snapshotter's
+  // namespace in the metadata. `db` must outlive the snapshotter.
+  static Result<std::unique_ptr<OverlaySnapshotter>> Open(const std::filesystem::path& root, store::MetaDB& db,
+                                                          std::string name = "overlayfs");
+
+  // An active snapshot over committed `parent` ("" = empty), and its mounts. fs is 0755,
+  // owned like the parent's fs root (containerd does the same).
+  Result<std::vector<Mount>> Prepare(const std::string& key, const std::string& parent, const store::Labels& labels);
+  // A read-only view of `parent`.
+  Result<std::vector<Mount>> View(const std::string& key, const std::string& parent, const store::Labels& labels);
+  Result<std::vector<Mount>> Mounts(const std::string& key) const;
+  // Commits active `key` as `name`; its usage is computed now (one walk) and stored.
+  Status Commit(const std::string& name, const std::string& key, const store::Labels& labels);
+  Status Remove(const std::string& key);
+  Result<SnapshotInfo> Stat(const std::string& key) const;
+  Result<SnapshotInfo> Update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths);
+  Status Walk(const store::Filter& filter, const std::function<bool(const SnapshotInfo&)>& fn) const;
+  // Committed: the stored figure. Active: a walk of its upper dir (disk blocks and inodes).
+  Result<Usage> UsageOf(const std::string& key) const;
+  // Removes directories under snapshots/ that no record names (crash leftovers, removed
+  // snapshots whose directory was busy); one with a mount at or beneath it stays.
+  Status Cleanup();
+
+  const OverlayLayout& layout() const { return layout_; }
+  SnapshotStore& records() { return records_; }
+
+ private:
+  OverlaySnapshotter(std::filesystem::path snapshots_dir, store::MetaDB& db, std::string name)
+      : layout_(snapshots_dir), snapshots_dir_(std::move(snapshots_dir)), records_(db, std::move(name)) {}
+  Result<std::vector<Mount>> Create(Kind kind, const std::string& key, const std::string& parent,
+                                    const store::Labels& labels);
+
+  OverlayLayout layout_;
+  std::filesystem::path snapshots_dir_;
+  SnapshotStore records_;
+};
+
+// Disk usage of the tree at `dir` (st_blocks * 512 summed over distinct inodes, and the
+// inode count), not following symlinks or crossing mounts.
+Result<Usage> DiskUsage(const std::filesystem::path& dir);
+
+}  // namespace strata::snapshotter
