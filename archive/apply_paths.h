@@ -1,0 +1,38 @@
+// Private helpers of archive/apply.cc (not part of the archive API): entry-name cleaning,
+// openat2(2) with a test switch, and removal that never follows symlinks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/error.h"
+
+namespace strata::archive::apply_detail {
+
+// InvalidArgument "layer entry <name>: <reason>".
+std::unexpected<Error> Refuse(std::string_view name, std::string_view reason);
+// ErrnoFail(errnum, op, path) with the context "layer entry <name>".
+std::unexpected<Error> SysFail(std::string_view name, int errnum, std::string_view op, std::string_view path);
+
+// A cleaned relative path: its components, none empty, ".", or "..". Empty = root itself.
+using Components = std::vector<std::string>;
+
+// Applies the name rules of apply.h to `raw` (refusing empty, NUL, absolute, ".."); `what`
+// names the field in messages ("name", "hard link target"), `entry_name` the entry.
+Result<Components> CleanName(std::string_view entry_name, std::string_view raw, std::string_view what);
+
+// The first `count` components joined with "/" (all of them without `count`).
+std::string Join(const Components& comps, size_t count);
+std::string Join(const Components& comps);
+
+// openat2(2); fails with errno ENOSYS when internal::SetForceNoOpenat2(true) is in effect.
+long Openat2(int dirfd, const char* path, uint64_t flags, uint64_t resolve);
+
+// Removes `name` in `dirfd`, recursively if it is a directory, never following symlinks.
+// A missing name is fine. `entry` and `display` name the entry and path in errors.
+Status RemoveAt(int dirfd, const std::string& name, std::string_view entry, const std::string& display);
+
+}  // namespace strata::archive::apply_detail
