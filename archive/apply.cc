@@ -321,26 +321,14 @@ class Applier {
 
   // Non-overlay opaque marker: removes every descendant of `dir` not written by this layer.
   Status RemoveUnwritten(int dirfd, const std::string& dir_rel, std::string_view entry) {
-    int raw = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (raw < 0) return SysFail(entry, errno, "open", dir_rel);
-    DIR* d = ::fdopendir(raw);
-    if (d == nullptr) {
-      int e = errno;
-      ::close(raw);
-      return SysFail(entry, e, "fdopendir", dir_rel);
-    }
-    std::vector<std::string> children;
-    while (dirent* de = ::readdir(d)) {
-      std::string_view child = de->d_name;
-      if (child != "." && child != "..") children.emplace_back(child);
-    }
+    STRATA_ASSIGN_OR_RETURN(DirListing listing, ListDirAt(dirfd, ".", entry, dir_rel));
     Status status;
-    for (const auto& child : children) {
+    for (const auto& child : listing.children) {
       std::string rel = dir_rel.empty() ? child : dir_rel + "/" + child;
       if (!written_.contains(rel)) {
-        status = RemoveAt(::dirfd(d), child, entry, rel);
+        status = RemoveAt(listing.fd.get(), child, entry, rel);
       } else {
-        int sub = ::openat(::dirfd(d), child.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int sub = ::openat(listing.fd.get(), child.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub >= 0) {
           UniqueFd subfd(sub);
           status = RemoveUnwritten(subfd.get(), rel, entry);
@@ -348,7 +336,6 @@ class Applier {
       }
       if (!status) break;
     }
-    ::closedir(d);
     return status;
   }
 

@@ -84,26 +84,12 @@ Status RemoveAt(int dirfd, const std::string& name, std::string_view entry, cons
     return SysFail(entry, errno, "stat", display);
   }
   if (S_ISDIR(st.st_mode)) {
-    int fd = ::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return SysFail(entry, errno, "open", display);
-    DIR* dir = ::fdopendir(fd);
-    if (dir == nullptr) {
-      int e = errno;
-      ::close(fd);
-      return SysFail(entry, e, "fdopendir", display);
-    }
-    std::vector<std::string> children;
-    while (dirent* de = ::readdir(dir)) {
-      std::string_view child = de->d_name;
-      if (child == "." || child == "..") continue;
-      children.emplace_back(child);
-    }
+    STRATA_ASSIGN_OR_RETURN(DirListing listing, ListDirAt(dirfd, name, entry, display));
     Status status;
-    for (const auto& child : children) {
-      status = RemoveAt(::dirfd(dir), child, entry, display + "/" + child);
+    for (const auto& child : listing.children) {
+      status = RemoveAt(listing.fd.get(), child, entry, display + "/" + child);
       if (!status) break;
     }
-    ::closedir(dir);
     if (!status) return status;
     if (::unlinkat(dirfd, name.c_str(), AT_REMOVEDIR) != 0 && errno != ENOENT) {
       return SysFail(entry, errno, "rmdir", display);
@@ -112,6 +98,27 @@ Status RemoveAt(int dirfd, const std::string& name, std::string_view entry, cons
   }
   if (::unlinkat(dirfd, name.c_str(), 0) != 0 && errno != ENOENT) return SysFail(entry, errno, "unlink", display);
   return {};
+}
+
+Result<DirListing> ListDirAt(int dirfd, const std::string& name, std::string_view entry, std::string_view display) {
+  DirListing listing;
+  listing.fd = UniqueFd(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!listing.fd) return SysFail(entry, errno, "open", display);
+  // fdopendir takes ownership of the fd it is given: hand it a duplicate.
+  const int scan_fd = ::dup(listing.fd.get());
+  if (scan_fd < 0) return SysFail(entry, errno, "dup", display);
+  DIR* dir = ::fdopendir(scan_fd);
+  if (dir == nullptr) {
+    const int error = errno;
+    ::close(scan_fd);
+    return SysFail(entry, error, "fdopendir", display);
+  }
+  while (dirent* de = ::readdir(dir)) {
+    std::string_view child = de->d_name;
+    if (child != "." && child != "..") listing.children.emplace_back(child);
+  }
+  ::closedir(dir);
+  return listing;
 }
 
 }  // namespace apply_detail

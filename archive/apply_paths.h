@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/file.h"
 
 namespace strata::archive::apply_detail {
 
@@ -34,5 +35,14 @@ long Openat2(int dirfd, const char* path, uint64_t flags, uint64_t resolve);
 // Removes `name` in `dirfd`, recursively if it is a directory, never following symlinks.
 // A missing name is fine. `entry` and `display` name the entry and path in errors.
 Status RemoveAt(int dirfd, const std::string& name, std::string_view entry, const std::string& display);
+
+// A directory opened below `dirfd` without following a symlink, and its entries (no "."
+// or ".."). `fd` stays open for *at() calls on the children. Errors name `entry` and
+// `display` (the directory as the layer names it).
+struct DirListing {
+  UniqueFd fd;
+  std::vector<std::string> children;
+};
+Result<DirListing> ListDirAt(int dirfd, const std::string& name, std::string_view entry, std::string_view display);
 
 }  // namespace strata::archive::apply_detail
