@@ -1,15 +1,12 @@
 #include "images/pull.h"
 
-#include <algorithm>
-#include <atomic>
-#include <future>
 #include <optional>
 #include <set>
 #include <vector>
 
 #include <fmt/format.h>
 
-#include "base/thread_pool.h"
+#include "images/transfer_all.h"
 #include "oci/media_types.h"
 
 namespace strata::images {
@@ -109,7 +106,7 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
   STRATA_ASSIGN_OR_RETURN(std::vector<ManifestPart> parts, ResolveManifests(resolver, reference, top, index, options));
 
   // Configs and layers of every chosen manifest, each digest once.
-  std::vector<std::pair<oci::Descriptor, registry::BlobKind>> blobs;
+  BlobList blobs;
   std::set<Digest> seen;
   for (const ManifestPart& part : parts) {
     if (seen.insert(part.manifest.config.digest).second) blobs.emplace_back(part.manifest.config, registry::BlobKind::kConfig);
@@ -124,32 +121,16 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
   PullResult result;
   result.image_name = options.image_name.empty() ? reference.String() : options.image_name;
   const int64_t received_before = fetcher.bytes_received();
-  std::atomic<bool> cancel{false};
-  std::vector<Result<registry::FetchOutcome>> outcomes;
-  {
-    ThreadPool pool(static_cast<size_t>(std::clamp<int>(options.parallelism, 1, std::max<int>(1, blobs.size()))));
-    std::vector<std::future<Result<registry::FetchOutcome>>> pending;
-    for (const auto& [blob, kind] : blobs) {
-      pending.push_back(pool.Submit([&, blob, kind]() -> Result<registry::FetchOutcome> {
-        if (cancel.load()) return Fail(ErrorCode::kCanceled, "blob {}: canceled", blob.digest);
-        auto outcome = fetcher.Fetch(
-            reference, blob, {.lease = lease_id, .kind = kind, .progress = options.progress, .cancel = &cancel});
-        if (!outcome) cancel.store(true);
-        return outcome;
-      }));
-    }
-    for (auto& future : pending) outcomes.push_back(future.get());
+  auto fetched = TransferAll<registry::FetchOutcome>(
+      blobs, options.parallelism,
+      [&](const oci::Descriptor& blob, registry::BlobKind kind, const std::atomic<bool>& stop) {
+        return fetcher.Fetch(reference, blob,
+                             {.lease = lease_id, .kind = kind, .progress = options.progress, .cancel = &stop});
+      });
+  if (!fetched) return Fail(fetched.error().WithContext(fmt::format("pull {}", reference.String())));
+  for (registry::FetchOutcome outcome : *fetched) {
+    (outcome == registry::FetchOutcome::kFetched ? result.blobs_fetched : result.blobs_present)++;
   }
-  // Report the failure that caused the others' cancellation, not a cancellation.
-  const Error* first_failure = nullptr;
-  for (const auto& outcome : outcomes) {
-    if (outcome) {
-      (*outcome == registry::FetchOutcome::kFetched ? result.blobs_fetched : result.blobs_present)++;
-    } else if (first_failure == nullptr || first_failure->code() == ErrorCode::kCanceled) {
-      first_failure = &outcome.error();
-    }
-  }
-  if (first_failure != nullptr) return Fail(first_failure->WithContext(fmt::format("pull {}", reference.String())));
 
   // Parents after children: manifests (naming config and layers), then the index.
   store::LeaseManager* leases = &store.leases();

@@ -1,16 +1,13 @@
 #include "images/push.h"
 
-#include <algorithm>
-#include <atomic>
-#include <future>
 #include <memory>
 #include <set>
 #include <span>
 
 #include <fmt/format.h>
 
-#include "base/thread_pool.h"
 #include "images/pull.h"
+#include "images/transfer_all.h"
 #include "oci/index.h"
 #include "oci/manifest.h"
 #include "oci/media_types.h"
@@ -110,7 +107,7 @@ Result<PushImageResult> PushTree(registry::Pusher& pusher, store::Store& store, 
   }
 
   // Configs and layers, each digest once; foreign layers stay behind unless allowed.
-  std::vector<std::pair<oci::Descriptor, registry::BlobKind>> blobs;
+  BlobList blobs;
   std::set<Digest> seen;
   for (const ManifestToPush& part : parts) {
     if (seen.insert(part.manifest.config.digest).second) {
@@ -138,38 +135,23 @@ Result<PushImageResult> PushTree(registry::Pusher& pusher, store::Store& store, 
     if (options.progress) options.progress({.digest = blob.digest, .kind = kind, .total = blob.size});
   }
 
-  std::vector<Result<registry::BlobPushOutcome>> outcomes;
-  {
-    std::atomic<bool> failed{false};
-    ThreadPool pool(static_cast<size_t>(std::clamp<int>(options.parallelism, 1, std::max<int>(1, blobs.size()))));
-    std::vector<std::future<Result<registry::BlobPushOutcome>>> pending;
-    for (const auto& [blob, kind] : blobs) {
-      pending.push_back(pool.Submit([&, blob, kind]() -> Result<registry::BlobPushOutcome> {
-        if (failed.load()) return Fail(ErrorCode::kCanceled, "blob {}: canceled", blob.digest);
-        auto outcome = pusher.PushBlob(target, blob, StoreBlobOpener(content, blob.digest),
-                                       {.chunk_size = options.chunk_size,
-                                        .mount_from = mount_from,
-                                        .progress = options.progress,
-                                        .kind = kind});
-        if (!outcome) failed.store(true);
-        return outcome;
-      }));
-    }
-    for (auto& future : pending) outcomes.push_back(future.get());
-  }
-  const Error* first_failure = nullptr;
-  for (const auto& outcome : outcomes) {
-    if (!outcome) {
-      if (first_failure == nullptr || first_failure->code() == ErrorCode::kCanceled) first_failure = &outcome.error();
-      continue;
-    }
-    switch (*outcome) {
+  auto pushed = TransferAll<registry::BlobPushOutcome>(
+      blobs, options.parallelism,
+      [&](const oci::Descriptor& blob, registry::BlobKind kind, const std::atomic<bool>&) {
+        return pusher.PushBlob(target, blob, StoreBlobOpener(content, blob.digest),
+                               {.chunk_size = options.chunk_size,
+                                .mount_from = mount_from,
+                                .progress = options.progress,
+                                .kind = kind});
+      });
+  if (!pushed) return Fail(pushed.error().WithContext(fmt::format("push {}", target.String())));
+  for (registry::BlobPushOutcome outcome : *pushed) {
+    switch (outcome) {
       case registry::BlobPushOutcome::kExists: ++result.existed; break;
       case registry::BlobPushOutcome::kMounted: ++result.mounted; break;
       case registry::BlobPushOutcome::kUploaded: ++result.uploaded; break;
     }
   }
-  if (first_failure != nullptr) return Fail(first_failure->WithContext(fmt::format("push {}", target.String())));
 
   // Manifests once their blobs are there; the index (or the lone manifest) by tag last.
   const std::string tag_or_digest = target.ManifestReference();

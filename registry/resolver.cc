@@ -47,10 +47,9 @@ RetryPolicy Resolver::PolicyFor(const RegistryHost& host) const {
 
 Result<HttpResponse> Resolver::Send(const RegistryHost& host, const oci::Reference& reference,
                                     const HttpRequest& request, const std::vector<std::string>& scopes) {
-  std::vector<std::string> pull_scope;
-  if (scopes.empty()) pull_scope = {fmt::format("repository:{}:pull", reference.path())};
-  return SendWithRetry([&]() { return authorizer_.Send(request, scopes.empty() ? pull_scope : scopes); },
-                       PolicyFor(host), options_.sleep, fmt::format("{} {}", request.method, request.url));
+  const std::vector<std::string> pull_scope = {fmt::format("repository:{}:pull", reference.path())};
+  return SendFresh([&]() { return request; }, fmt::format("{} {}", request.method, request.url),
+                   scopes.empty() ? pull_scope : scopes, PolicyFor(host));
 }
 
 Result<HttpResponse> Resolver::SendFresh(const std::function<HttpRequest()>& make_request, std::string_view what,
