@@ -90,8 +90,10 @@ class Applier {
       const std::string& comp = comps[i];
       int fd = ::openat(cur.get(), comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0 && errno == ENOENT && create) {
-        if (::mkdirat(cur.get(), comp.c_str(), 0755) != 0 && errno != EEXIST) {
-          return SysFail(entry, errno, "mkdir", Join(comps, i + 1));
+        if (::mkdirat(cur.get(), comp.c_str(), 0755) != 0) {
+          if (errno != EEXIST) return SysFail(entry, errno, "mkdir", Join(comps, i + 1));
+        } else {
+          stats_.implied_dirs.push_back(Join(comps, i + 1));
         }
         fd = ::openat(cur.get(), comp.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       }

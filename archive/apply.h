@@ -18,6 +18,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
+#include <vector>
 
 #include "base/error.h"
 #include "base/io.h"
@@ -40,6 +42,11 @@ struct ApplyStats {
   uint64_t entries = 0;    // tar entries processed (whiteout markers included)
   uint64_t bytes = 0;      // regular file content bytes written
   uint64_t whiteouts = 0;  // ".wh.<name>" and opaque markers
+  // Directories created only because an entry's parent was missing ("a/b" for an entry
+  // "a/b/c" with no "a/b" entry before it). Applied in overlay form over a parent chain,
+  // such a directory hides nothing of the lower layers, so the caller checks the chain: a
+  // lower symlink at one of these paths means the layer writes "through" it.
+  std::vector<std::string> implied_dirs;
 };
 
 // Applies the tar read from `tar` under directory `root` (which must exist).

@@ -169,6 +169,12 @@ Status FsyncDir(const std::filesystem::path& dir) {
   return {};
 }
 
+Status SyncFilesystemOf(const std::filesystem::path& path) {
+  STRATA_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY | O_CLOEXEC));
+  if (::syncfs(fd.get()) != 0) return ErrnoFail(errno, "syncfs", path);
+  return {};
+}
+
 Status AtomicWriteFile(const std::filesystem::path& path, std::string_view data, mode_t mode) {
   const std::filesystem::path name = path.filename();
   if (name.empty() || name == "." || name == "..") {

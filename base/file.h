@@ -46,6 +46,9 @@ Status WriteAll(int fd, std::string_view data);
 Result<std::string> ReadFile(const std::filesystem::path& path);
 // fsync(2) on a directory, so a rename or create inside it is durable.
 Status FsyncDir(const std::filesystem::path& dir);
+// syncfs(2) of the filesystem holding `path`: every file written there (a whole unpacked
+// layer) reaches the disk in one call, as containerd does before a snapshot commit.
+Status SyncFilesystemOf(const std::filesystem::path& path);
 
 // Durably replaces `path` with `data`: writes a temp file in the same directory, fsyncs it,
 // renames it over `path`, fsyncs the directory. Readers see the old or the new content,

@@ -23,6 +23,12 @@ Result<size_t> FdReader::Read(std::span<char> buffer) {
   }
 }
 
+Result<size_t> DigestingReader::Read(std::span<char> buffer) {
+  STRATA_ASSIGN_OR_RETURN(size_t n, inner_.Read(buffer));
+  digester_.Update(buffer.data(), n);
+  return n;
+}
+
 Result<size_t> ReadFull(ByteReader& reader, std::span<char> buffer) {
   size_t done = 0;
   while (done < buffer.size()) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/digest.h"
 #include "base/error.h"
 
 namespace strata {
@@ -40,6 +41,22 @@ class FdReader : public ByteReader {
 
  private:
   int fd_;
+};
+
+// Passes another reader's bytes through, hashing them on the way (a layer's diffID is the
+// digest of the tar its decompressor yields). REQUIRES: `inner` outlives this reader.
+class DigestingReader : public ByteReader {
+ public:
+  explicit DigestingReader(ByteReader& inner, DigestAlgorithm algorithm = DigestAlgorithm::kSha256)
+      : inner_(inner), digester_(algorithm) {}
+  Result<size_t> Read(std::span<char> buffer) override;
+  uint64_t bytes() const { return digester_.bytes(); }
+  // The digest of every byte read so far. REQUIRES: called once, after the last Read.
+  Digest Finish() { return digester_.Finish(); }
+
+ private:
+  ByteReader& inner_;
+  Digester digester_;
 };
 
 // Reads until `buffer` is full or the stream ends; returns the count (< size only at the end).

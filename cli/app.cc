@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "base/log.h"
+#include "oci/reference.h"
 #include "store/store.h"
 
 namespace strata::cli {
@@ -26,6 +27,12 @@ void Die(const Error& error) {
 std::unique_ptr<store::Store> OpenStoreOrDie(const GlobalOptions& options) {
   return OrDie(store::Store::Open(options.root));
 }
+
+std::unique_ptr<snapshotter::OverlaySnapshotter> OpenSnapshotterOrDie(store::Store& store) {
+  return OrDie(snapshotter::OverlaySnapshotter::Open(store.root(), store.db()));
+}
+
+std::string NormalisedNameOrDie(const std::string& text) { return OrDie(oci::Reference::Parse(text)).String(); }
 
 void BuildApp(CLI::App& app, GlobalOptions& options) {
   app.description(
@@ -57,6 +64,8 @@ void BuildApp(CLI::App& app, GlobalOptions& options) {
   AddPushCommands(app, options);
   AddTagsCommand(app, options);
   AddLoginCommands(app, options);
+  AddSnapshotCommands(app, options);
+  AddMountCommands(app, options);
 }
 
 }  // namespace strata::cli

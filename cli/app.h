@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/error.h"
+#include "snapshotter/overlay_snapshotter.h"
 
 namespace strata::store {
 class Store;
@@ -42,6 +43,11 @@ T OrDie(Result<T> result) {
 
 // Opens the store at options.root (Die()s on failure).
 std::unique_ptr<store::Store> OpenStoreOrDie(const GlobalOptions& options);
+// The overlay snapshotter of an open store (Die()s on failure).
+std::unique_ptr<snapshotter::OverlaySnapshotter> OpenSnapshotterOrDie(store::Store& store);
+// Image names are stored normalised ("docker.io/library/alpine:3.19"); users may type the
+// familiar form ("alpine:3.19").
+std::string NormalisedNameOrDie(const std::string& text);
 
 // Subcommand registrars, one per file.
 void AddVersionCommand(CLI::App& app, const GlobalOptions& options);
@@ -53,5 +59,7 @@ void AddPullCommand(CLI::App& app, const GlobalOptions& options);
 void AddPushCommands(CLI::App& app, const GlobalOptions& options);
 void AddTagsCommand(CLI::App& app, const GlobalOptions& options);
 void AddLoginCommands(CLI::App& app, const GlobalOptions& options);
+void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options);
+void AddMountCommands(CLI::App& app, const GlobalOptions& options);
 
 }  // namespace strata::cli

@@ -11,12 +11,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-// Image names are stored normalised; users may type the familiar form.
-std::string NormalisedNameOrDie(const std::string& text) {
-  auto reference = OrDie(oci::Reference::Parse(text));
-  return reference.String();
-}
-
 }  // namespace
 
 void AddImageCommands(CLI::App& app, const GlobalOptions& options) {

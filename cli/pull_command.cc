@@ -1,6 +1,5 @@
-// `strata pull REF`: fetch an image's manifest, config and layers into the store, with a
-// progress display. Unpacking into snapshots arrives with the snapshotter; until then
-// every pull is what `--no-unpack` names.
+// `strata pull REF`: fetch an image's manifest, config and layers into the store and unpack
+// the layers into overlay snapshots as they stream in, with a progress display.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -23,6 +22,7 @@ struct PullArgs {
   std::string platform;  // "" = this host's
   bool no_unpack = false;
   bool all_platforms = false;
+  double max_ratio = 200;
   int parallel = 4;
   bool quiet = false;
   RegistryFlags registry;
@@ -36,6 +36,12 @@ void RunPull(const PullArgs& args, const GlobalOptions& global) {
   options.all_platforms = args.all_platforms;
 
   std::unique_ptr<store::Store> store = OpenStoreOrDie(global);
+  std::unique_ptr<snapshotter::OverlaySnapshotter> snapshotter;
+  if (!args.no_unpack && !args.all_platforms) {
+    snapshotter = OpenSnapshotterOrDie(*store);
+    options.unpack_into = snapshotter.get();
+    options.unpack_limits.max_ratio = args.max_ratio;
+  }
   std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {reference});
   registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases());
 
@@ -57,12 +63,18 @@ void RunPull(const PullArgs& args, const GlobalOptions& global) {
     out["blobsFetched"] = pulled.blobs_fetched;
     out["blobsPresent"] = pulled.blobs_present;
     out["bytesReceived"] = pulled.bytes_received;
+    out["layersUnpacked"] = pulled.layers_unpacked;
+    if (!pulled.chain_ids.empty()) out["snapshot"] = pulled.chain_ids.back().ToString();
     fmt::print("{}\n", out.dump());
     return;
   }
   if (!args.quiet) {
-    fmt::print("{}: {} blobs fetched ({}), {} already present\n", pulled.image_name, pulled.blobs_fetched,
+    fmt::print("{}: {} blobs fetched ({}), {} already present", pulled.image_name, pulled.blobs_fetched,
                HumanSize(pulled.bytes_received), pulled.blobs_present);
+    if (options.unpack_into != nullptr) {
+      fmt::print("; {} of {} layers unpacked", pulled.layers_unpacked, pulled.chain_ids.size());
+    }
+    fmt::print("\n");
   }
   fmt::print("{}\n", pulled.target.digest);
 }
@@ -78,8 +90,13 @@ void AddPullCommand(CLI::App& app, const GlobalOptions& options) {
   cmd->add_flag("--all-platforms", args->all_platforms,
                 "For an index, fetch every platform's manifest, config and layers (so push keeps the index)");
   cmd->add_flag("--no-unpack", args->no_unpack,
-                "Only fetch blobs into the content store (unpacking into snapshots is not built yet, so this "
-                "is what every pull does for now)");
+                "Only fetch blobs into the content store; by default each layer is also unpacked into an "
+                "overlay snapshot as it downloads (--all-platforms implies this)");
+  cmd->add_option("--max-ratio", args->max_ratio,
+                  "Refuse a layer whose tar outgrows its compressed size by more than this factor "
+                  "(plus 256 MiB): a decompression-bomb guard; 0 = off")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("-j,--parallel", args->parallel, "Layers downloaded at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

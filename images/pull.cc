@@ -105,9 +105,26 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
   }
   STRATA_ASSIGN_OR_RETURN(std::vector<ManifestPart> parts, ResolveManifests(resolver, reference, top, index, options));
 
+  // With unpack, the config comes first: its diffIDs name the snapshots.
+  std::optional<ImageUnpack> unpack;
+  std::optional<registry::FetchOutcome> config_outcome;
+  std::set<Digest> seen;
+  if (options.unpack_into != nullptr && !options.all_platforms) {
+    const oci::Manifest& manifest = parts.front().manifest;
+    if (options.progress) {
+      options.progress({.digest = manifest.config.digest, .kind = registry::BlobKind::kConfig,
+                        .total = manifest.config.size});
+    }
+    STRATA_ASSIGN_OR_RETURN(config_outcome, fetcher.Fetch(reference, manifest.config,
+                                                          {.lease = lease_id, .kind = registry::BlobKind::kConfig,
+                                                           .progress = options.progress}));
+    seen.insert(manifest.config.digest);
+    unpack.emplace(*options.unpack_into, manifest, options.unpack_limits);
+    STRATA_RETURN_IF_ERROR(unpack->Plan(store.content(), manifest.config));
+  }
+
   // Configs and layers of every chosen manifest, each digest once.
   BlobList blobs;
-  std::set<Digest> seen;
   for (const ManifestPart& part : parts) {
     if (seen.insert(part.manifest.config.digest).second) blobs.emplace_back(part.manifest.config, registry::BlobKind::kConfig);
     for (const oci::Descriptor& layer : part.manifest.layers) {
@@ -124,10 +141,31 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
   auto fetched = TransferAll<registry::FetchOutcome>(
       blobs, options.parallelism,
       [&](const oci::Descriptor& blob, registry::BlobKind kind, const std::atomic<bool>& stop) {
-        return fetcher.Fetch(reference, blob,
-                             {.lease = lease_id, .kind = kind, .progress = options.progress, .cancel = &stop});
+        auto fetch = [&](registry::FetchOptions::DataTee tee) {
+          return fetcher.Fetch(reference, blob,
+                               {.lease = lease_id, .kind = kind, .progress = options.progress, .cancel = &stop,
+                                .on_data = std::move(tee)});
+        };
+        if (!unpack || kind != registry::BlobKind::kLayer) return fetch(nullptr);
+        return unpack->Transfer(blob, store.content(), fetch);
       });
   if (!fetched) return Fail(fetched.error().WithContext(fmt::format("pull {}", reference.String())));
+  if (unpack) {
+    auto committed = unpack->CommitAll();
+    if (!committed) return Fail(committed.error().WithContext(fmt::format("pull {}", reference.String())));
+    result.layers_unpacked = *committed;
+    result.chain_ids = unpack->chain_ids();
+    if (!result.chain_ids.empty()) {
+      // containerd's scheme: the config holds the image's top snapshot for GC.
+      const oci::Descriptor& config = parts.front().manifest.config;
+      store::ContentInfo info{.digest = config.digest};
+      info.labels[std::string(store::kLabelGcRefSnapshotPrefix) + options.unpack_into->name()] =
+          result.chain_ids.back().ToString();
+      const std::string path = "labels." + info.labels.begin()->first;
+      STRATA_RETURN_IF_ERROR(store.content().Update(info, {path}));
+    }
+  }
+  if (config_outcome) fetched->push_back(*config_outcome);
   for (registry::FetchOutcome outcome : *fetched) {
     (outcome == registry::FetchOutcome::kFetched ? result.blobs_fetched : result.blobs_present)++;
   }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "images/unpack.h"
 #include "oci/descriptor.h"
 #include "oci/platform.h"
 #include "oci/reference.h"
@@ -34,6 +35,10 @@ struct PullOptions {
   // Lease that holds the content ("" = a lease of the pull's own, deleted at the end; the
   // caller's lease is left in place, still holding everything).
   std::string lease;
+  // Unpack the platform's layers into snapshots named by chainID, streaming each layer
+  // into its snapshot as it downloads (null = fetch only). Ignored with all_platforms.
+  snapshotter::OverlaySnapshotter* unpack_into = nullptr;
+  UnpackLimits unpack_limits;
 };
 
 struct PullResult {
@@ -45,13 +50,19 @@ struct PullResult {
   int blobs_fetched = 0;     // downloaded by this pull
   int blobs_present = 0;     // already in the store (or fetched by a concurrent pull)
   int64_t bytes_received = 0;
+  // With unpack: the chainID of every layer (the last names the image's top snapshot), and
+  // how many layers this pull unpacked (the others were unpacked already).
+  std::vector<Digest> chain_ids;
+  int layers_unpacked = 0;
 };
 
 // Pulls `reference` for options.platform (or every platform). `fetcher` may be shared between concurrent pulls
 // (it fetches each blob once); it must be built on `store`'s content store.
 // Errors: those of Resolver::ResolvePlatform and Fetcher::Fetch (the first layer failure;
-// other downloads stop), store errors. On failure nothing is recorded under the image name
-// and completed blobs stay (unreferenced, for the next try or GC).
+// other downloads stop), store errors; with unpack, a layer the apply refuses (naming the
+// entry and why), a diffID that differs from the config's (FailedPrecondition). On failure
+// nothing is recorded under the image name, no snapshot of the pull is committed, and
+// completed blobs stay (unreferenced, for the next try or GC).
 Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher, store::Store& store,
                         const oci::Reference& reference, const PullOptions& options);
 

@@ -15,18 +15,6 @@
 namespace strata::images {
 namespace {
 
-Result<std::string> ReadBlob(store::ContentStore& content, const Digest& digest) {
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<store::BlobReader> reader, content.Reader(digest));
-  std::string bytes(static_cast<size_t>(reader->size()), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    STRATA_ASSIGN_OR_RETURN(size_t n, reader->ReadAt(bytes.data() + done, bytes.size() - done,
-                                                     static_cast<int64_t>(done)));
-    if (n == 0) return Fail(ErrorCode::kInternal, "blob {} is shorter than its recorded size", digest);
-    done += n;
-  }
-  return bytes;
-}
 
 // Streams a stored blob from `offset`, for as many uploads (and replays) as the pusher needs.
 registry::BlobOpener StoreBlobOpener(store::ContentStore& content, const Digest& digest) {
@@ -50,7 +38,7 @@ struct ManifestToPush {
 
 Result<ManifestToPush> LoadManifest(store::ContentStore& content, const oci::Descriptor& descriptor) {
   ManifestToPush part{.descriptor = descriptor};
-  STRATA_ASSIGN_OR_RETURN(part.bytes, ReadBlob(content, descriptor.digest));
+  STRATA_ASSIGN_OR_RETURN(part.bytes, store::ReadBlob(content, descriptor.digest));
   STRATA_ASSIGN_OR_RETURN(part.manifest, oci::Manifest::Parse(part.bytes));
   return part;
 }
@@ -75,7 +63,7 @@ Result<PushImageResult> PushTree(registry::Pusher& pusher, store::Store& store, 
   std::string index_bytes;
   bool push_index = false;
   if (oci::IsIndex(top.media_type)) {
-    STRATA_ASSIGN_OR_RETURN(index_bytes, ReadBlob(content, top.digest));
+    STRATA_ASSIGN_OR_RETURN(index_bytes, store::ReadBlob(content, top.digest));
     STRATA_ASSIGN_OR_RETURN(oci::Index index, oci::Index::Parse(index_bytes));
     for (const oci::Descriptor& entry : index.manifests) {
       if (!oci::IsManifest(entry.media_type) || !content.Info(entry.digest)) continue;

@@ -179,8 +179,10 @@ Result<FetchOutcome> Fetcher::FetchFrom(const Source& source, const oci::Referen
           return Fail(ErrorCode::kFailedPrecondition, "{}: more than the descriptor's {} bytes received", what,
                       blob.size);
         }
+        const int64_t chunk_offset = writer->offset();
         STRATA_RETURN_IF_ERROR(writer->Write(chunk));
         bytes_received_ += static_cast<int64_t>(chunk.size());
+        if (options.on_data) STRATA_RETURN_IF_ERROR(options.on_data(chunk_offset, chunk));
         Emit(options, blob, TransferState::kDownloading, writer->offset());
         return {};
       };

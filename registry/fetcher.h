@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,14 @@ struct FetchOptions {
   // When set and it becomes true, the download stops with Canceled (the ingest is kept
   // for a later resume). Lets a pull stop its other layers once one has failed.
   const std::atomic<bool>* cancel = nullptr;
+  // Tee of the blob's bytes as they arrive, for a consumer that streams them (unpack):
+  // called from the fetching thread with each received chunk and its offset in the blob,
+  // after the chunk is written to the ingest. Offsets may jump (a resumed ingest starts past
+  // 0) or go back to 0 (a server ignored Range); the consumer detects that itself. An error
+  // returned here stops the download and is returned by Fetch. Not called for a blob that
+  // is already in the store.
+  using DataTee = std::function<Status(int64_t offset, std::string_view bytes)>;
+  DataTee on_data;
 };
 
 enum class FetchOutcome {

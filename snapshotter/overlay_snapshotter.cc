@@ -110,14 +110,16 @@ Result<std::vector<Mount>> OverlaySnapshotter::Mounts(const std::string& key) co
   return std::vector<Mount>{std::move(mount)};
 }
 
-Status OverlaySnapshotter::Commit(const std::string& name, const std::string& key, const store::Labels& labels) {
+Status OverlaySnapshotter::Commit(const std::string& name, const std::string& key, const store::Labels& labels,
+                                  const std::optional<std::string>& rebase_onto) {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
   if (record.info.kind != Kind::kActive) {
     return Fail(ErrorCode::kFailedPrecondition, "snapshot {:?} is {}: only active snapshots can be committed", key,
                 KindName(record.info.kind));
   }
   STRATA_ASSIGN_OR_RETURN(Usage usage, DiskUsage(layout_.FsDir(record.id)));
-  STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage));
+  STRATA_RETURN_IF_ERROR(SyncFilesystemOf(layout_.FsDir(record.id)));
+  STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage, rebase_onto));
   return {};
 }
 

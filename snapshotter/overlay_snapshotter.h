@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,13 @@ class OverlaySnapshotter {
   // A read-only view of `parent`.
   Result<std::vector<Mount>> View(const std::string& key, const std::string& parent, const store::Labels& labels);
   Result<std::vector<Mount>> Mounts(const std::string& key) const;
-  // Commits active `key` as `name`; its usage is computed now (one walk) and stored.
-  Status Commit(const std::string& name, const std::string& key, const store::Labels& labels);
+  // Commits active `key` as `name`; its usage is computed now (one walk) and stored, and
+  // the upper dir's filesystem is synced before the record says "committed".
+  // `rebase_onto`: see SnapshotStore::Commit. Overlay-form layers do not depend on their
+  // parent, so a pull unpacks layers concurrently into parentless snapshots and stacks
+  // them here, in chain order.
+  Status Commit(const std::string& name, const std::string& key, const store::Labels& labels,
+                const std::optional<std::string>& rebase_onto = std::nullopt);
   Status Remove(const std::string& key);
   Result<SnapshotInfo> Stat(const std::string& key) const;
   Result<SnapshotInfo> Update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths);
@@ -48,16 +54,20 @@ class OverlaySnapshotter {
   Status Cleanup();
 
   const OverlayLayout& layout() const { return layout_; }
+  // The snapshotter's name: its namespace in the metadata, and the suffix of the
+  // "containerd.io/gc.ref.snapshot.<name>" labels that reference its snapshots.
+  const std::string& name() const { return name_; }
   SnapshotStore& records() { return records_; }
 
  private:
   OverlaySnapshotter(std::filesystem::path snapshots_dir, store::MetaDB& db, std::string name)
-      : layout_(snapshots_dir), snapshots_dir_(std::move(snapshots_dir)), records_(db, std::move(name)) {}
+      : layout_(snapshots_dir), snapshots_dir_(std::move(snapshots_dir)), name_(name), records_(db, std::move(name)) {}
   Result<std::vector<Mount>> Create(Kind kind, const std::string& key, const std::string& parent,
                                     const store::Labels& labels);
 
   OverlayLayout layout_;
   std::filesystem::path snapshots_dir_;
+  std::string name_;
   SnapshotStore records_;
 };
 

@@ -152,7 +152,8 @@ Result<SnapshotInfo> SnapshotStore::Update(const SnapshotInfo& info, const std::
 }
 
 Result<SnapshotRecord> SnapshotStore::Commit(const std::string& key, const std::string& name,
-                                             const store::Labels& labels, Usage usage) {
+                                             const store::Labels& labels, Usage usage,
+                                             const std::optional<std::string>& rebase_onto) {
   if (name.empty()) return Fail(ErrorCode::kInvalidArgument, "commit of {:?}: name must not be empty", key);
   STRATA_RETURN_IF_ERROR(store::ValidateLabels(labels));
   std::lock_guard lock(mutex_);
@@ -164,6 +165,18 @@ Result<SnapshotRecord> SnapshotStore::Commit(const std::string& key, const std::
   }
   STRATA_ASSIGN_OR_RETURN(std::optional<Stored> taken, Load(name));
   if (taken) return Fail(ErrorCode::kAlreadyExists, "snapshot {:?} already exists", name);
+  if (rebase_onto && !stored->parent.empty()) {
+    return Fail(ErrorCode::kFailedPrecondition, "commit of {:?} onto {:?}: it already has parent {:?}", key,
+                *rebase_onto, stored->parent);
+  }
+  if (rebase_onto && !rebase_onto->empty()) {
+    STRATA_ASSIGN_OR_RETURN(std::optional<Stored> parent_record, Load(*rebase_onto));
+    if (!parent_record) return Fail(ErrorCode::kNotFound, "parent snapshot {:?} not found", *rebase_onto);
+    if (parent_record->kind != Kind::kCommitted) {
+      return Fail(ErrorCode::kInvalidArgument, "parent snapshot {:?} is {}, not committed", *rebase_onto,
+                  KindName(parent_record->kind));
+    }
+  }
 
   const int64_t now = store::ToUnixNanos(store::Now());
   stored->kind = Kind::kCommitted;
@@ -172,12 +185,11 @@ Result<SnapshotRecord> SnapshotStore::Commit(const std::string& key, const std::
   stored->updated = now;
   stored->usage = usage;
   store::MetaDB::Batch batch;
+  if (!stored->parent.empty()) batch.Delete(Table::kSnapshots, ChildKey(stored->parent, key));
+  if (rebase_onto) stored->parent = *rebase_onto;
   batch.Delete(Table::kSnapshots, RecordKey(key));
   batch.Put(Table::kSnapshots, RecordKey(name), stored->Encode());
-  if (!stored->parent.empty()) {
-    batch.Delete(Table::kSnapshots, ChildKey(stored->parent, key));
-    batch.Put(Table::kSnapshots, ChildKey(stored->parent, name), "");
-  }
+  if (!stored->parent.empty()) batch.Put(Table::kSnapshots, ChildKey(stored->parent, name), "");
   STRATA_RETURN_IF_ERROR(db_.Write(batch));
   return ToRecord(name, *stored);
 }

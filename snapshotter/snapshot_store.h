@@ -82,8 +82,11 @@ class SnapshotStore {
   // Renames active `key` to committed `name` keeping its id; labels replaced; created =
   // updated = now; stores `usage`. NotFound for a missing key; FailedPrecondition for a
   // view or committed key; AlreadyExists for a taken name.
+  // `rebase_onto` (containerd's rebase): the committed snapshot's parent becomes this
+  // committed snapshot instead; only for an active snapshot prepared without a parent
+  // (else FailedPrecondition); NotFound / InvalidArgument for a bad parent, as in Create.
   Result<SnapshotRecord> Commit(const std::string& key, const std::string& name, const store::Labels& labels,
-                                Usage usage);
+                                Usage usage, const std::optional<std::string>& rebase_onto = std::nullopt);
   // Removes the record (not the directory: the driver's cleanup does that). NotFound;
   // FailedPrecondition when it has children. Returns the removed record.
   Result<SnapshotRecord> Remove(const std::string& key);

@@ -389,6 +389,23 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
 
 namespace strata::store {
 
+Result<std::string> ReadBlob(const ContentStore& content, const Digest& digest, int64_t limit) {
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<BlobReader> reader, content.Reader(digest));
+  if (reader->size() > limit) {
+    return Fail(ErrorCode::kFailedPrecondition, "blob {} is {} bytes, more than the {} allowed here", digest,
+                reader->size(), limit);
+  }
+  std::string bytes(static_cast<size_t>(reader->size()), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    STRATA_ASSIGN_OR_RETURN(size_t n, reader->ReadAt(bytes.data() + done, bytes.size() - done,
+                                                     static_cast<int64_t>(done)));
+    if (n == 0) return Fail(ErrorCode::kInternal, "blob {} is shorter than its recorded size", digest);
+    done += n;
+  }
+  return bytes;
+}
+
 Result<bool> WriteBlob(ContentStore& content, LeaseManager* leases, const Digest& digest, std::string_view bytes,
                        const Labels& labels, const std::string& lease) {
   const auto size = static_cast<int64_t>(bytes.size());

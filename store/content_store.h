@@ -191,4 +191,8 @@ class ContentStore {
 Result<bool> WriteBlob(ContentStore& content, LeaseManager* leases, const Digest& digest, std::string_view bytes,
                        const Labels& labels, const std::string& lease = "");
 
+// The whole of a small committed blob (a manifest, a config). FailedPrecondition when it is
+// larger than `limit` bytes; NotFound when absent.
+Result<std::string> ReadBlob(const ContentStore& content, const Digest& digest, int64_t limit = 64 << 20);
+
 }  // namespace strata::store

@@ -1,0 +1,60 @@
+// Images as root filesystems: an image's manifest found in the store, its layers unpacked
+// (if a pull did not already), and a container snapshot over its chain mounted on a
+// directory — writable (`strata mount --rw`) or a read-only view.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "base/error.h"
+#include "images/unpack.h"
+#include "oci/descriptor.h"
+#include "oci/manifest.h"
+#include "oci/platform.h"
+#include "snapshotter/overlay_snapshotter.h"
+#include "store/store.h"
+
+namespace strata::images {
+
+// Labels of a mount's snapshot: where it is mounted, which image and manifest it shows.
+inline constexpr std::string_view kLabelMountTarget = "strata.io/mount.target";
+inline constexpr std::string_view kLabelMountImage = "strata.io/mount.image";
+inline constexpr std::string_view kLabelMountManifest = "strata.io/mount.manifest";
+
+struct StoredManifest {
+  oci::Descriptor descriptor;
+  oci::Manifest manifest;
+};
+
+// The image manifest `target` stands for: itself, or the `platform` entry of a stored
+// index. NotFound when the index has no such platform in the store.
+Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content, const oci::Descriptor& target,
+                                             const oci::Platform& platform);
+
+struct MountOptions {
+  bool writable = false;  // an active snapshot (changes kept in its upper dir) vs a view
+  oci::Platform platform = oci::Platform::Host();
+  UnpackLimits limits;
+};
+
+struct MountedImage {
+  std::string key;  // the snapshot holding the mount ("strata-mount:<dir>")
+  StoredManifest manifest;
+  std::vector<Digest> chain_ids;
+};
+
+// The snapshot key a mount at `dir` (made absolute) uses.
+std::string MountKey(const std::filesystem::path& dir);
+
+// Mounts image `image_name` on existing directory `dir`. AlreadyExists when strata already
+// has a mount there; the image's errors (NotFound, unpack errors) otherwise. REQUIRES: root.
+Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
+                                const std::string& image_name, const std::filesystem::path& dir,
+                                const MountOptions& options);
+
+// Unmounts `dir` and removes its snapshot (a writable mount's changes go with it: commit
+// first to keep them). NotFound when strata has no mount there.
+Status UnmountImage(snapshotter::OverlaySnapshotter& snapshots, const std::filesystem::path& dir);
+
+}  // namespace strata::images

@@ -1,0 +1,236 @@
+#include "images/unpack.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <set>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "archive/apply.h"
+#include "archive/decompress.h"
+#include "base/file.h"
+#include "oci/chain_id.h"
+#include "oci/image_config.h"
+#include "snapshotter/overlay_lookup.h"
+
+namespace strata::images {
+
+namespace {
+
+// A unique active key per unpack; the chainID at the end says what it is for (as
+// containerd's "extract-<time>-<rand> <chainID>").
+std::string ExtractKey(const Digest& chain_id) {
+  static std::atomic<uint64_t> counter{0};
+  return fmt::format("extract-{}-{} {}", ::getpid(), counter.fetch_add(1), chain_id);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LayerUnpack>> LayerUnpack::Start(snapshotter::OverlaySnapshotter& snapshots,
+                                                        const oci::Descriptor& layer, const Digest& chain_id,
+                                                        const UnpackLimits& limits, bool streaming) {
+  std::unique_ptr<LayerUnpack> unpack(new LayerUnpack(snapshots, layer, chain_id, limits));
+  STRATA_RETURN_IF_ERROR(unpack->Prepare());
+  if (streaming) {
+    LayerUnpack* self = unpack.get();
+    self->apply_thread_ = std::thread([self] {
+      Result<Applied> applied = self->ApplyFrom(self->pipe_);
+      // Stop the download feeding us: after a failure there is no point, and after success
+      // nothing more may come.
+      self->pipe_.CloseRead(applied ? Error(ErrorCode::kInternal, "layer unpack ended before its blob")
+                                    : applied.error());
+      self->streamed_ = std::move(applied);
+    });
+  }
+  return unpack;
+}
+
+LayerUnpack::~LayerUnpack() {
+  if (apply_thread_.joinable()) {
+    pipe_.CloseWrite(Fail(ErrorCode::kCanceled, "layer unpack abandoned"));
+    apply_thread_.join();
+  }
+  Discard();
+}
+
+Status LayerUnpack::Prepare() {
+  key_ = ExtractKey(chain_id_);
+  STRATA_RETURN_IF_ERROR(snapshots_.Prepare(key_, "", {}));
+  STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots_.records().Get(key_));
+  dir_ = snapshots_.layout().FsDir(record.id);
+  return {};
+}
+
+void LayerUnpack::Discard() {
+  if (key_.empty()) return;
+  if (auto removed = snapshots_.Remove(key_); !removed) {
+    spdlog::warn("unpack of layer {}: removing snapshot {:?}: {}", layer_.digest, key_, removed.error().message());
+  }
+  key_.clear();
+}
+
+Result<LayerUnpack::Applied> LayerUnpack::ApplyFrom(ByteReader& blob) {
+  Result<oci::Compression> compression = oci::LayerCompression(layer_.media_type);
+  const archive::DecompressOptions guard{.max_ratio = limits_.max_ratio, .ratio_slack_bytes = 256ULL << 20};
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ByteReader> tar,
+                          compression ? archive::NewDecompressingReader(blob, *compression, guard)
+                                      : archive::NewAutoDecompressingReader(blob, guard));
+  DigestingReader hashed(*tar);
+  STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(hashed, dir_));
+  // The diffID covers the whole tar, padding after the end-of-archive blocks included.
+  std::string rest(64 * 1024, '\0');
+  for (;;) {
+    STRATA_ASSIGN_OR_RETURN(size_t n, hashed.Read(rest));
+    if (n == 0) break;
+  }
+  return Applied{.diff_id = hashed.Finish(), .implied_dirs = std::move(stats.implied_dirs)};
+}
+
+Status LayerUnpack::OnData(int64_t offset, std::string_view bytes) {
+  if (stream_broken_) return {};
+  if (offset != next_offset_) {
+    // Not the continuation of what the apply has seen: stop it, apply the stored blob later.
+    stream_broken_ = true;
+    pipe_.CloseWrite(Fail(ErrorCode::kCanceled, "layer {}: stream restarted at {}", layer_.digest, offset));
+    return {};
+  }
+  next_offset_ += static_cast<int64_t>(bytes.size());
+  return pipe_.Write(bytes);
+}
+
+void LayerUnpack::EndStream(const Status& fetched) {
+  if (!stream_broken_) pipe_.CloseWrite(fetched);
+}
+
+Result<Digest> LayerUnpack::Finish(const store::ContentStore& content) {
+  const std::string what = fmt::format("layer {}", layer_.digest);
+  std::optional<Result<Applied>> applied;
+  if (apply_thread_.joinable()) {
+    apply_thread_.join();
+    if (!stream_broken_ && next_offset_ == layer_.size) applied = std::move(streamed_);
+  }
+  if (!applied) {
+    // The stream was not the whole blob (it was stored already, or the fetch resumed an old
+    // ingest): start over in a fresh snapshot from the verified blob.
+    Discard();
+    STRATA_RETURN_IF_ERROR(Prepare());
+    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<store::BlobReader> reader, content.Reader(layer_.digest));
+    FdReader file(reader->fd());
+    applied = ApplyFrom(file);
+  }
+  if (!*applied) return Fail(applied->error().WithContext(what));
+  implied_dirs_ = std::move((*applied)->implied_dirs);
+  return (*applied)->diff_id;
+}
+
+Status LayerUnpack::Commit(const std::string& parent) {
+  const std::string what = fmt::format("layer {}", layer_.digest);
+  if (!parent.empty() && !implied_dirs_.empty()) {
+    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord below, snapshots_.records().Get(parent));
+    std::vector<std::filesystem::path> lowers{snapshots_.layout().FsDir(below.id)};
+    for (uint64_t id : below.parent_ids) lowers.push_back(snapshots_.layout().FsDir(id));
+    for (const std::string& dir : implied_dirs_) {
+      STRATA_ASSIGN_OR_RETURN(std::optional<std::string> symlink, snapshotter::FindMergedSymlink(lowers, dir));
+      if (symlink) {
+        return Fail(ErrorCode::kInvalidArgument,
+                    "{}: layer entry under {:?}: path component {:?} is a symlink in a lower layer (never followed)",
+                    what, dir, *symlink);
+      }
+    }
+  }
+  auto committed = snapshots_.Commit(chain_id_.ToString(), key_, {}, parent);
+  if (!committed) {
+    if (committed.error().code() != ErrorCode::kAlreadyExists) return Fail(committed.error().WithContext(what));
+    // A concurrent pull committed this chainID first: theirs is the same layer.
+    Discard();
+    return {};
+  }
+  key_.clear();
+  return {};
+}
+
+Status ImageUnpack::Plan(const store::ContentStore& content, const oci::Descriptor& config) {
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, store::ReadBlob(content, config.digest));
+  STRATA_ASSIGN_OR_RETURN(oci::ImageConfig parsed, oci::ImageConfig::Parse(bytes));
+  diff_ids_ = parsed.rootfs.diff_ids;
+  if (diff_ids_.size() != layers_.size()) {
+    return Fail(ErrorCode::kInvalidArgument, "image config {} lists {} diff_ids for the manifest's {} layers",
+                config.digest, diff_ids_.size(), layers_.size());
+  }
+  chain_ids_ = oci::ChainIDs(diff_ids_);
+  first_missing_ = layers_.size();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    auto existing = snapshots_.Stat(chain_ids_[i].ToString());
+    if (existing && existing->kind == snapshotter::Kind::kCommitted) continue;
+    if (!existing && existing.error().code() != ErrorCode::kNotFound) return Fail(existing.error());
+    first_missing_ = i;
+    break;
+  }
+  unpacks_.resize(layers_.size());
+  return {};
+}
+
+Result<registry::FetchOutcome> ImageUnpack::Transfer(const oci::Descriptor& blob, const store::ContentStore& content,
+                                                     const Fetch& fetch) {
+  std::vector<size_t> positions;
+  for (size_t i = first_missing_; i < layers_.size(); ++i) {
+    if (layers_[i].digest == blob.digest) positions.push_back(i);
+  }
+  if (positions.empty()) return fetch(nullptr);
+  // A blob in the store already is applied from there; otherwise the first position
+  // streams from the download.
+  const bool stored = content.Info(blob.digest).has_value();
+  for (size_t n = 0; n < positions.size(); ++n) {
+    const size_t i = positions[n];
+    STRATA_ASSIGN_OR_RETURN(unpacks_[i], LayerUnpack::Start(snapshots_, layers_[i], chain_ids_[i], limits_,
+                                                            /*streaming=*/n == 0 && !stored));
+  }
+  Result<registry::FetchOutcome> fetched = registry::FetchOutcome::kExists;
+  if (stored) {
+    fetched = fetch(nullptr);  // still: the caller's lease must hold it
+  } else {
+    LayerUnpack& streamed = *unpacks_[positions.front()];
+    fetched = fetch([&streamed](int64_t offset, std::string_view bytes) { return streamed.OnData(offset, bytes); });
+    streamed.EndStream(fetched ? Status{} : Status(std::unexpected(fetched.error())));
+  }
+  if (!fetched) return fetched;
+  for (size_t i : positions) {
+    STRATA_ASSIGN_OR_RETURN(Digest diff_id, unpacks_[i]->Finish(content));
+    if (diff_id != diff_ids_[i]) {
+      return Fail(ErrorCode::kFailedPrecondition, "layer {} (#{}): its tar has diffID {}, the config says {}",
+                  layers_[i].digest, i, diff_id, diff_ids_[i]);
+    }
+  }
+  return fetched;
+}
+
+Result<int> ImageUnpack::CommitAll() {
+  int committed = 0;
+  for (size_t i = first_missing_; i < layers_.size(); ++i) {
+    if (!unpacks_[i]) return Fail(ErrorCode::kInternal, "layer {} (#{}) was never transferred", layers_[i].digest, i);
+    const std::string parent = i == 0 ? "" : chain_ids_[i - 1].ToString();
+    STRATA_RETURN_IF_ERROR(unpacks_[i]->Commit(parent));
+    ++committed;
+  }
+  return committed;
+}
+
+Result<std::vector<Digest>> UnpackStored(store::ContentStore& content, snapshotter::OverlaySnapshotter& snapshots,
+                                         const oci::Manifest& manifest, const UnpackLimits& limits) {
+  ImageUnpack unpack(snapshots, manifest, limits);
+  STRATA_RETURN_IF_ERROR(unpack.Plan(content, manifest.config));
+  std::set<Digest> done;
+  for (const oci::Descriptor& layer : manifest.layers) {
+    if (!done.insert(layer.digest).second) continue;
+    STRATA_RETURN_IF_ERROR(unpack.Transfer(layer, content, [&](registry::FetchOptions::DataTee) -> Result<registry::FetchOutcome> {
+      STRATA_RETURN_IF_ERROR(content.Info(layer.digest));
+      return registry::FetchOutcome::kExists;
+    }));
+  }
+  STRATA_RETURN_IF_ERROR(unpack.CommitAll());
+  return unpack.chain_ids();
+}
+
+}  // namespace strata::images
