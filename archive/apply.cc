@@ -318,6 +318,11 @@ class Applier {
                              static_cast<gid_t>(entry.gid), AT_SYMLINK_NOFOLLOW) != 0) {
       return SysFail(name, errno, "chown", rel);
     }
+    // The marker's mtime, so a diff of this upper dir reproduces the marker exactly.
+    timespec times[2] = {ToTimespec(entry.mtime), ToTimespec(entry.mtime)};
+    if (::utimensat(parent.get(), target.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+      return SysFail(name, errno, "utimensat", rel);
+    }
     return {};
   }
 

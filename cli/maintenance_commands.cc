@@ -1,19 +1,33 @@
 // `strata gc` and `strata fsck`: keeping the store small and honest.
+#include <set>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
 #include "cli/format.h"
+#include "snapshotter/snapshot_gc.h"
 #include "store/store.h"
 
 namespace strata::cli {
 
 void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
-  auto* gc = app.add_subcommand("gc", "Remove content no image, lease or gc.root label keeps alive");
+  auto* gc = app.add_subcommand(
+      "gc", "Remove content no image, lease or gc.root label keeps alive, then snapshots no image or mount needs");
   auto dry_run = std::make_shared<bool>(false);
   gc->add_flag("-n,--dry-run", *dry_run, "Report what would be removed, remove nothing");
   gc->callback([&options, dry_run] {
     auto store = OpenStoreOrDie(options);
-    auto report = OrDie(store->CollectGarbage({.dry_run = *dry_run}));
+    auto snapshotter = OpenSnapshotterOrDie(*store);
+    // Directories under snapshots/ that no snapshot record names go with the content sweep.
+    auto live_dirs = [&snapshotter]() -> Result<std::set<std::string>> {
+      STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, snapshotter->records().Ids());
+      std::set<std::string> names;
+      for (uint64_t id : ids) names.insert(std::to_string(id));
+      return names;
+    };
+    auto report = OrDie(store->CollectGarbage({.dry_run = *dry_run, .live_snapshot_dirs = live_dirs}));
+    auto snapshots_removed = OrDie(snapshotter::CollectSnapshots(store->content(), *snapshotter, *dry_run));
     if (options.json) {
       nlohmann::ordered_json out;
       out["dry_run"] = *dry_run;
@@ -23,6 +37,7 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
       out["leases_expired"] = report.leases_expired;
       out["orphan_files_removed"] = report.orphan_files_removed;
       out["snapshot_dirs_removed"] = report.snapshot_dirs_removed;
+      out["snapshots_removed"] = snapshots_removed;
       out["bytes_freed"] = report.bytes_freed;
       out["blobs_kept"] = report.blobs_kept;
       fmt::print("{}\n", out.dump(2));
@@ -34,9 +49,10 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
     for (const auto& f : report.orphan_files_removed) fmt::print("{} orphan {}\n", verb, f);
     for (const auto& d : report.snapshot_dirs_removed) fmt::print("{} orphaned snapshot {}\n", verb, d);
     for (const auto& l : report.leases_expired) fmt::print("{} expired lease {}\n", verb, l);
-    fmt::print("{} {} blobs, {} ingests, {} orphan files; {} freed; {} blobs kept\n", verb,
+    for (const auto& s : snapshots_removed) fmt::print("{} snapshot {}\n", verb, s);
+    fmt::print("{} {} blobs, {} ingests, {} orphan files, {} snapshots; {} freed; {} blobs kept\n", verb,
                report.blobs_removed.size(), report.ingests_removed.size(), report.orphan_files_removed.size(),
-               HumanSize(report.bytes_freed), report.blobs_kept);
+               snapshots_removed.size(), HumanSize(report.bytes_freed), report.blobs_kept);
   });
 
   auto* fsck = app.add_subcommand("fsck", "Verify every blob against its digest and the records against the disk");

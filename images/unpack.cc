@@ -14,6 +14,7 @@
 #include "oci/chain_id.h"
 #include "oci/image_config.h"
 #include "snapshotter/overlay_lookup.h"
+#include "snapshotter/snapshot_gc.h"
 
 namespace strata::images {
 
@@ -57,7 +58,10 @@ LayerUnpack::~LayerUnpack() {
 
 Status LayerUnpack::Prepare() {
   key_ = ExtractKey(chain_id_);
-  STRATA_RETURN_IF_ERROR(snapshots_.Prepare(key_, "", {}));
+  // A crashed pull's snapshot expires; GC removes it then (snapshotter/snapshot_gc.h).
+  const store::Labels labels{{std::string(snapshotter::kLabelSnapshotExpire),
+                              store::FormatTimestamp(store::Now() + std::chrono::hours(24))}};
+  STRATA_RETURN_IF_ERROR(snapshots_.Prepare(key_, "", labels));
   STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots_.records().Get(key_));
   dir_ = snapshots_.layout().FsDir(record.id);
   return {};
@@ -127,19 +131,6 @@ Result<Digest> LayerUnpack::Finish(const store::ContentStore& content) {
 
 Status LayerUnpack::Commit(const std::string& parent) {
   const std::string what = fmt::format("layer {}", layer_.digest);
-  if (!parent.empty() && !implied_dirs_.empty()) {
-    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord below, snapshots_.records().Get(parent));
-    std::vector<std::filesystem::path> lowers{snapshots_.layout().FsDir(below.id)};
-    for (uint64_t id : below.parent_ids) lowers.push_back(snapshots_.layout().FsDir(id));
-    for (const std::string& dir : implied_dirs_) {
-      STRATA_ASSIGN_OR_RETURN(std::optional<std::string> symlink, snapshotter::FindMergedSymlink(lowers, dir));
-      if (symlink) {
-        return Fail(ErrorCode::kInvalidArgument,
-                    "{}: layer entry under {:?}: path component {:?} is a symlink in a lower layer (never followed)",
-                    what, dir, *symlink);
-      }
-    }
-  }
   auto committed = snapshots_.Commit(chain_id_.ToString(), key_, {}, parent);
   if (!committed) {
     if (committed.error().code() != ErrorCode::kAlreadyExists) return Fail(committed.error().WithContext(what));
@@ -206,10 +197,38 @@ Result<registry::FetchOutcome> ImageUnpack::Transfer(const oci::Descriptor& blob
   return fetched;
 }
 
+Status ImageUnpack::CheckNoWritesThroughSymlinks() const {
+  // The layer dirs below first_missing_ are committed; those above are still active.
+  std::vector<std::filesystem::path> lowers;  // nearest first
+  if (first_missing_ > 0) {
+    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord below,
+                            snapshots_.records().Get(chain_ids_[first_missing_ - 1].ToString()));
+    lowers.push_back(snapshots_.layout().FsDir(below.id));
+    for (uint64_t id : below.parent_ids) lowers.push_back(snapshots_.layout().FsDir(id));
+  }
+  for (size_t i = first_missing_; i < layers_.size(); ++i) {
+    for (const std::string& dir : unpacks_[i]->implied_dirs()) {
+      STRATA_ASSIGN_OR_RETURN(std::optional<std::string> symlink, snapshotter::FindMergedSymlink(lowers, dir));
+      if (symlink) {
+        return Fail(ErrorCode::kInvalidArgument,
+                    "layer {} (#{}): layer entry under {:?}: path component {:?} is a symlink in a lower layer "
+                    "(never followed)",
+                    layers_[i].digest, i, dir, *symlink);
+      }
+    }
+    lowers.insert(lowers.begin(), unpacks_[i]->dir());
+  }
+  return {};
+}
+
 Result<int> ImageUnpack::CommitAll() {
-  int committed = 0;
   for (size_t i = first_missing_; i < layers_.size(); ++i) {
     if (!unpacks_[i]) return Fail(ErrorCode::kInternal, "layer {} (#{}) was never transferred", layers_[i].digest, i);
+  }
+  // Every check before the first commit: a refused layer leaves no snapshot of this pull.
+  STRATA_RETURN_IF_ERROR(CheckNoWritesThroughSymlinks());
+  int committed = 0;
+  for (size_t i = first_missing_; i < layers_.size(); ++i) {
     const std::string parent = i == 0 ? "" : chain_ids_[i - 1].ToString();
     STRATA_RETURN_IF_ERROR(unpacks_[i]->Commit(parent));
     ++committed;

@@ -56,12 +56,14 @@ class LayerUnpack {
   // sha256:..: layer entry ../x: ..."), decompression's.
   Result<Digest> Finish(const store::ContentStore& content);
   // Commits the snapshot as the chainID over committed `parent` ("" for a base layer).
-  // Refuses (InvalidArgument) a layer that writes through a symlink of the parent chain
-  // (an implied directory under a lower symlink). When another pull committed the same
-  // chainID first, ours is dropped and theirs kept.
+  // When another pull committed the same chainID first, ours is dropped and theirs kept.
   Status Commit(const std::string& parent);
 
   const Digest& chain_id() const { return chain_id_; }
+  // The snapshot's upper dir, and the directories the apply created only as parents of
+  // other entries (archive::ApplyStats::implied_dirs); valid after Finish.
+  const std::filesystem::path& dir() const { return dir_; }
+  const std::vector<std::string>& implied_dirs() const { return implied_dirs_; }
 
  private:
   LayerUnpack(snapshotter::OverlaySnapshotter& snapshots, oci::Descriptor layer, Digest chain_id,
@@ -111,14 +113,17 @@ class ImageUnpack {
   Result<registry::FetchOutcome> Transfer(const oci::Descriptor& blob, const store::ContentStore& content,
                                           const Fetch& fetch);
 
-  // Commits every unpacked layer over its parent, bottom up. Returns how many.
+  // Commits every unpacked layer over its parent, bottom up, after checking that no layer
+  // writes through a symlink of the layers below it (an implied directory under a lower
+  // symlink: InvalidArgument naming both; then nothing is committed). Returns how many.
   Result<int> CommitAll();
 
   // Chain IDs of every layer (after Plan); the last names the image's top snapshot.
   const std::vector<Digest>& chain_ids() const { return chain_ids_; }
-  bool complete() const { return first_missing_ == layers_.size(); }
 
  private:
+  Status CheckNoWritesThroughSymlinks() const;
+
   snapshotter::OverlaySnapshotter& snapshots_;
   std::vector<oci::Descriptor> layers_;
   UnpackLimits limits_;

@@ -120,11 +120,13 @@ Status OverlaySnapshotter::Commit(const std::string& name, const std::string& ke
   STRATA_ASSIGN_OR_RETURN(Usage usage, DiskUsage(layout_.FsDir(record.id)));
   STRATA_RETURN_IF_ERROR(SyncFilesystemOf(layout_.FsDir(record.id)));
   STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage, rebase_onto));
+  ForgetUsage(record.id);
   return {};
 }
 
 Status OverlaySnapshotter::Remove(const std::string& key) {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord removed, records_.Remove(key));
+  ForgetUsage(removed.id);
   std::error_code ec;
   fs::remove_all(layout_.SnapshotDir(removed.id), ec);
   if (ec) {
@@ -152,7 +154,21 @@ Status OverlaySnapshotter::Walk(const store::Filter& filter,
 Result<Usage> OverlaySnapshotter::UsageOf(const std::string& key) const {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
   if (record.info.kind == Kind::kCommitted) return record.usage;
-  return DiskUsage(layout_.FsDir(record.id));
+  const auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(usage_mutex_);
+    auto it = usage_cache_.find(record.id);
+    if (it != usage_cache_.end() && now - it->second.at < usage_cache_ttl_) return it->second.usage;
+  }
+  STRATA_ASSIGN_OR_RETURN(Usage usage, DiskUsage(layout_.FsDir(record.id)));
+  std::lock_guard lock(usage_mutex_);
+  usage_cache_[record.id] = {usage, now};
+  return usage;
+}
+
+void OverlaySnapshotter::ForgetUsage(uint64_t id) const {
+  std::lock_guard lock(usage_mutex_);
+  usage_cache_.erase(id);
 }
 
 Status OverlaySnapshotter::Cleanup() {

@@ -7,9 +7,12 @@
 // Remove deletes the record, then (best effort) the directory. Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,8 +50,11 @@ class OverlaySnapshotter {
   Result<SnapshotInfo> Stat(const std::string& key) const;
   Result<SnapshotInfo> Update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths);
   Status Walk(const store::Filter& filter, const std::function<bool(const SnapshotInfo&)>& fn) const;
-  // Committed: the stored figure. Active: a walk of its upper dir (disk blocks and inodes).
+  // Committed: the stored figure. Active/view: a walk of its upper dir (disk blocks and
+  // inodes), cached for `usage_cache_ttl` so pollers (CRI stats every few seconds per
+  // container) do not walk a big upper dir on every call; Commit and Remove drop the entry.
   Result<Usage> UsageOf(const std::string& key) const;
+  void set_usage_cache_ttl(std::chrono::steady_clock::duration ttl) { usage_cache_ttl_ = ttl; }
   // Removes directories under snapshots/ that no record names (crash leftovers, removed
   // snapshots whose directory was busy); one with a mount at or beneath it stays.
   Status Cleanup();
@@ -69,6 +75,14 @@ class OverlaySnapshotter {
   std::filesystem::path snapshots_dir_;
   std::string name_;
   SnapshotStore records_;
+  struct CachedUsage {
+    Usage usage;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::chrono::steady_clock::duration usage_cache_ttl_ = std::chrono::seconds(10);
+  mutable std::mutex usage_mutex_;
+  mutable std::map<uint64_t, CachedUsage> usage_cache_;  // by snapshot id; guarded by usage_mutex_
+  void ForgetUsage(uint64_t id) const;
 };
 
 // Disk usage of the tree at `dir` (st_blocks * 512 summed over distinct inodes, and the

@@ -110,6 +110,27 @@ TEST_F(OverlaySnapshotterTest, RemoveRulesAndDirectories) {
   EXPECT_EQ(snapshotter_->Stat("base").error().code(), ErrorCode::kNotFound);
 }
 
+TEST_F(OverlaySnapshotterTest, ActiveUsageIsCachedUntilTtlOrCommit) {
+  ASSERT_OK(snapshotter_->Prepare("active", "", {}));
+  ASSERT_OK_AND_ASSIGN(SnapshotRecord record, snapshotter_->records().Get("active"));
+  const fs::path upper = snapshotter_->layout().FsDir(record.id);
+  ASSERT_OK_AND_ASSIGN(Usage before, snapshotter_->UsageOf("active"));
+  std::ofstream(upper / "grown.bin") << std::string(1 << 20, 'g');
+  ASSERT_OK_AND_ASSIGN(Usage cached, snapshotter_->UsageOf("active"));
+  EXPECT_EQ(cached.size, before.size);  // within the TTL: no walk
+  EXPECT_EQ(cached.inodes, before.inodes);
+
+  snapshotter_->set_usage_cache_ttl(std::chrono::seconds(0));
+  ASSERT_OK_AND_ASSIGN(Usage walked, snapshotter_->UsageOf("active"));
+  EXPECT_GE(walked.size, before.size + (1 << 20));
+  EXPECT_EQ(walked.inodes, before.inodes + 1);
+
+  snapshotter_->set_usage_cache_ttl(std::chrono::hours(1));
+  ASSERT_OK(snapshotter_->Commit("done", "active", {}));
+  ASSERT_OK_AND_ASSIGN(Usage committed, snapshotter_->UsageOf("done"));
+  EXPECT_EQ(committed.size, walked.size);
+}
+
 TEST_F(OverlaySnapshotterTest, FailedPrepareLeavesNoDirectoryAndCleanupRemovesStrays) {
   EXPECT_EQ(snapshotter_->Prepare("x", "missing", {}).error().code(), ErrorCode::kNotFound);
   ASSERT_OK(snapshotter_->Prepare("active", "", {}));
