@@ -1,0 +1,110 @@
+// What strata-bench-unpack needs besides bench_util and registry_bench_util: timed runs that
+// report the child's peak RSS, cold page cache, mount-safe removal, the two test images
+// (a Debian 12 minbase rootfs and a generated 3-layer tree) written as OCI layouts, and a
+// throwaway containerd on its own socket and directories.
+// Benchmarks only; single-threaded driver, nothing here is thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/digest.h"
+#include "base/error.h"
+
+namespace strata::bench {
+
+// One finished child process.
+struct MeasuredRun {
+  double seconds = 0;        // wall clock, spawn to reap
+  uint64_t peak_rss_kib = 0; // ru_maxrss from wait4: the child's own peak (not its children's)
+  bool succeeded = false;    // exited with status 0
+  int wait_status = 0;
+};
+
+// Runs args (argv[0] looked up in PATH) with stdout to `stdout_path` (truncated) and stderr
+// appended to `stderr_log`; times it and reaps it with wait4. Internal only when it cannot
+// be started; a non-zero exit is reported in the result, not as an error.
+Result<MeasuredRun> RunMeasured(const std::vector<std::string>& args, const std::filesystem::path& stdout_path,
+                                const std::filesystem::path& stderr_log);
+
+// sync(2), then `echo 3 > /proc/sys/vm/drop_caches`: page cache, dentries and inodes.
+// FailedPrecondition when not allowed (not root, or /proc/sys read-only).
+Status DropCaches();
+
+// Unmounts (lazily, deepest first) every mount point at or below `dir`, as listed in
+// /proc/self/mountinfo. Returns how many it unmounted.
+Result<int> UnmountUnder(const std::filesystem::path& dir);
+
+// UnmountUnder, then remove_all: never deletes through a mount left behind by a peer.
+Status RemoveTree(const std::filesystem::path& dir);
+
+// An OCI image layout written by the builders below; blobs/sha256/... plus index.json with
+// the image tagged "1".
+struct LayoutImage {
+  Digest manifest_digest = Digest::Of("");
+  int layers = 0;
+  uint64_t compressed_bytes = 0;  // sum of the gzip layer blobs
+  uint64_t tar_bytes = 0;         // sum of the uncompressed layer tars
+  uint64_t file_bytes = 0;        // sum of regular file sizes in the layer tars
+  uint64_t entries = 0;           // tar entries (files, dirs, links, whiteouts)
+};
+
+// Packs the tar file `rootfs_tar` as the single gzip (zlib level 6, as `gzip`) layer of a
+// linux/amd64 image at `layout`. REQUIRES: `layout` does not exist yet.
+Result<LayoutImage> WriteSingleLayerLayout(const std::filesystem::path& layout,
+                                           const std::filesystem::path& rootfs_tar);
+
+// A deterministic 3-layer linux/amd64 image of about `compressed_mib` MiB of gzip (level 6)
+// at `layout`: a "base" layer of many small files, a "runtime" layer of small and medium
+// ones, an "app" layer of medium and large ones that also removes (whiteouts) and links
+// (symlinks) a few files of the base. Contents mix seeded random bytes with text lines so
+// gzip reaches about 2:1. REQUIRES: `layout` does not exist yet.
+Result<LayoutImage> WriteThreeLayerLayout(const std::filesystem::path& layout, size_t compressed_mib,
+                                          uint64_t seed);
+
+// Reads the summary a builder saved next to a cached layout ("image.txt"), or saves one.
+Result<LayoutImage> ReadLayoutSummary(const std::filesystem::path& layout);
+Status WriteLayoutSummary(const std::filesystem::path& layout, const LayoutImage& image);
+
+// containerd 1.6 (`containerd --config`) with its own root, state, gRPC socket and config
+// under `dir`, overlayfs snapshotter, CRI and the unneeded snapshotters disabled. It never
+// talks to the system containerd. The destructor stops the process it started (SIGTERM,
+// SIGKILL after 10 s), unmounts anything left under `dir` and removes `dir`. The child gets
+// SIGKILL if this thread exits first (PR_SET_PDEATHSIG).
+class ScratchContainerd {
+ public:
+  // Starts containerd and waits until `ctr --address SOCK version` answers; Unavailable (with
+  // the tail of its log) when it does not within 30 s.
+  static Result<std::unique_ptr<ScratchContainerd>> Start(const std::filesystem::path& dir);
+  ~ScratchContainerd();
+  ScratchContainerd(const ScratchContainerd&) = delete;
+  ScratchContainerd& operator=(const ScratchContainerd&) = delete;
+
+  const std::filesystem::path& socket() const { return socket_; }
+  const std::filesystem::path& root() const { return root_; }
+  pid_t pid() const { return pid_; }
+  // VmHWM of the running daemon: its peak RSS since it started, 0 when unknown.
+  uint64_t PeakRssKib() const;
+  std::string LogTail() const;
+  // The config file written for it (for the report).
+  static std::string ConfigText(const std::filesystem::path& dir);
+  // Stops the daemon now (SIGTERM, then SIGKILL); idempotent.
+  void Stop();
+
+ private:
+  explicit ScratchContainerd(std::filesystem::path dir);
+  Status Launch();
+
+  std::filesystem::path dir_;
+  std::filesystem::path root_;
+  std::filesystem::path state_;
+  std::filesystem::path socket_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace strata::bench
