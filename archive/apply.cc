@@ -113,6 +113,29 @@ class Applier {
     return cur;
   }
 
+  // The directory holding entry `comps` (created as needed), as OpenDir resolves it.
+  // Consecutive entries mostly share a directory, so the last one stays open; anything
+  // that removes entries drops it (the cached inode could be a removed directory).
+  Result<int> ParentDir(const Components& comps, std::string_view entry) {
+    const size_t count = comps.size() - 1;
+    const bool same = cached_parent_ && cached_parent_->comps.size() == count &&
+                      std::equal(comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(count),
+                                 cached_parent_->comps.begin());
+    if (!same) {
+      STRATA_ASSIGN_OR_RETURN(UniqueFd fd, OpenDir(comps, count, true, entry));
+      cached_parent_ = CachedDir{Components(comps.begin(), comps.begin() + static_cast<std::ptrdiff_t>(count)),
+                                 std::move(fd)};
+    }
+    return cached_parent_->fd.get();
+  }
+
+  // The current entry may still be using the cached fd: it stays open until the next drop.
+  void DropParentCache() {
+    if (!cached_parent_) return;
+    retired_parent_ = std::move(cached_parent_->fd);
+    cached_parent_.reset();
+  }
+
   Status ApplyEntry(TarEntry& entry) {
     const std::string& name = entry.name;
     STRATA_ASSIGN_OR_RETURN(Components comps, CleanName(name, name, "name"));
@@ -128,9 +151,18 @@ class Applier {
     if (base.starts_with(kWhiteoutPrefix)) return ApplyWhiteout(entry, comps);
     STRATA_RETURN_IF_ERROR(CheckXattrs(entry));
 
-    STRATA_ASSIGN_OR_RETURN(UniqueFd parent, OpenDir(comps, comps.size() - 1, true, name));
+    STRATA_ASSIGN_OR_RETURN(const int pfd, ParentDir(comps, name));
     const std::string rel = Join(comps);
-    const int pfd = parent.get();
+
+    // The common case first: a new regular file (no stat before the exclusive create).
+    if (entry.type == TarEntryType::kRegular) {
+      int raw = ::openat(pfd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (raw >= 0) {
+        written_.insert(rel);
+        return WriteRegular(UniqueFd(raw), rel, entry);
+      }
+      if (errno != EEXIST) return SysFail(name, errno, "create", rel);
+    }
 
     struct stat existing{};
     bool exists = ::fstatat(pfd, base.c_str(), &existing, AT_SYMLINK_NOFOLLOW) == 0;
@@ -143,12 +175,16 @@ class Applier {
       STRATA_RETURN_IF_ERROR(RemoveAt(pfd, base, name, rel));
       ForgetDirTimes(rel);
       exists = false;
+      DropParentCache();  // what went may have been (above) the cached directory
     }
     written_.insert(rel);
 
     switch (entry.type) {
-      case TarEntryType::kRegular:
-        return WriteRegular(pfd, base, rel, entry);
+      case TarEntryType::kRegular: {
+        int raw = ::openat(pfd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (raw < 0) return SysFail(name, errno, "create", rel);
+        return WriteRegular(UniqueFd(raw), rel, entry);
+      }
       case TarEntryType::kDirectory: {
         if (!exists && ::mkdirat(pfd, base.c_str(), 0700) != 0) return SysFail(name, errno, "mkdir", rel);
         int fd = ::openat(pfd, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -208,10 +244,8 @@ class Applier {
     return {};
   }
 
-  Status WriteRegular(int pfd, const std::string& base, const std::string& rel, const TarEntry& entry) {
-    int raw = ::openat(pfd, base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (raw < 0) return SysFail(entry.name, errno, "create", rel);
-    UniqueFd fd(raw);
+  // Content and metadata of a regular file just created as `fd`.
+  Status WriteRegular(UniqueFd fd, const std::string& rel, const TarEntry& entry) {
     while (true) {
       auto got = reader_.ReadContent(std::span<char>(buffer_.data(), buffer_.size()));
       if (!got) return Fail(got.error().WithContext(fmt::format("layer entry {:?}", entry.name)));
@@ -289,6 +323,7 @@ class Applier {
     const std::string& base = comps.back();
     ++stats_.whiteouts;
     Components dir(comps.begin(), comps.end() - 1);
+    DropParentCache();  // whiteouts remove entries
     STRATA_ASSIGN_OR_RETURN(UniqueFd parent, OpenDir(dir, dir.size(), true, name));
     if (base == kOpaqueMarker) {
       if (options_.overlay_whiteouts) {
@@ -396,6 +431,12 @@ class Applier {
   bool chown_ = false;
   std::vector<char> buffer_;
   ApplyStats stats_;
+  struct CachedDir {
+    Components comps;
+    UniqueFd fd;
+  };
+  std::optional<CachedDir> cached_parent_;
+  UniqueFd retired_parent_;
   std::map<std::string, TarTime> dir_times_;
   std::unordered_set<std::string> written_;
 };

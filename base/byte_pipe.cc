@@ -57,4 +57,34 @@ void BytePipe::CloseRead(Error error) {
   changed_.notify_all();
 }
 
+ReadAheadReader::ReadAheadReader(ByteReader& inner, size_t chunk_size, size_t capacity) : pipe_(capacity) {
+  thread_ = std::thread([this, &inner, chunk_size] {
+    std::string chunk(chunk_size, '\0');
+    for (;;) {
+      Result<size_t> n = inner.Read(chunk);
+      if (!n) {
+        error_ = n.error();
+        pipe_.CloseWrite(std::unexpected(n.error()));
+        return;
+      }
+      if (*n == 0) break;
+      if (Status written = pipe_.Write(std::string_view(chunk.data(), *n)); !written) return;  // consumer gone
+    }
+    pipe_.CloseWrite();
+  });
+}
+
+ReadAheadReader::~ReadAheadReader() {
+  pipe_.CloseRead(Error(ErrorCode::kCanceled, "read-ahead abandoned"));
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<size_t> ReadAheadReader::Read(std::span<char> buffer) { return pipe_.Read(buffer); }
+
+Status ReadAheadReader::Join() {
+  if (thread_.joinable()) thread_.join();
+  if (error_) return std::unexpected(*error_);
+  return {};
+}
+
 }  // namespace strata

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "base/error.h"
 #include "base/io.h"
@@ -46,6 +47,29 @@ class BytePipe : public ByteReader {
   bool write_closed_ = false;
   std::optional<Error> write_error_;  // set by CloseWrite(error)
   std::optional<Error> read_error_;   // set by CloseRead
+};
+
+// Reads another reader on a thread of its own, `chunk_size` bytes at a time, into a
+// BytePipe, so the work behind `inner` (decompression, hashing) runs on one core while the
+// consumer (tar apply: mostly system calls) runs on another. Not thread-safe (one
+// consumer). REQUIRES: `inner` outlives this reader and nobody else reads it meanwhile.
+class ReadAheadReader : public ByteReader {
+ public:
+  explicit ReadAheadReader(ByteReader& inner, size_t chunk_size = static_cast<size_t>(256) << 10,
+                           size_t capacity = static_cast<size_t>(4) << 20);
+  ~ReadAheadReader() override;  // stops the thread (it sees the pipe closed) and joins it
+  ReadAheadReader(const ReadAheadReader&) = delete;
+  ReadAheadReader& operator=(const ReadAheadReader&) = delete;
+
+  Result<size_t> Read(std::span<char> buffer) override;
+  // Waits for the thread to end; its error, if any. REQUIRES: Read returned 0 or an error
+  // (otherwise the thread may be waiting for room in the pipe).
+  Status Join();
+
+ private:
+  BytePipe pipe_;
+  std::optional<Error> error_;  // the thread's, set before it ends
+  std::thread thread_;
 };
 
 }  // namespace strata

@@ -81,14 +81,17 @@ Result<LayerUnpack::Applied> LayerUnpack::ApplyFrom(ByteReader& blob) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ByteReader> tar,
                           compression ? archive::NewDecompressingReader(blob, *compression, guard)
                                       : archive::NewAutoDecompressingReader(blob, guard));
+  // Decompression and the diffID hash on one core, the apply's system calls on another.
   DigestingReader hashed(*tar);
-  STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(hashed, dir_));
+  ReadAheadReader tar_stream(hashed);
+  STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(tar_stream, dir_));
   // The diffID covers the whole tar, padding after the end-of-archive blocks included.
   std::string rest(64 * 1024, '\0');
   for (;;) {
-    STRATA_ASSIGN_OR_RETURN(size_t n, hashed.Read(rest));
+    STRATA_ASSIGN_OR_RETURN(size_t n, tar_stream.Read(rest));
     if (n == 0) break;
   }
+  STRATA_RETURN_IF_ERROR(tar_stream.Join());
   return Applied{.diff_id = hashed.Finish(), .implied_dirs = std::move(stats.implied_dirs)};
 }
 
