@@ -1,8 +1,10 @@
 #include "bench/bench_util.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,6 +60,32 @@ void RandomBytes::Fill(char* out, size_t size) {
   // A tail shorter than a word: its position, as the first digest benchmark did.
   for (; i < size; ++i) out[i] = static_cast<char>(position_ + i);
   position_ += size;
+}
+
+std::vector<std::string_view> SplitCommaList(std::string_view value) {
+  std::vector<std::string_view> items;
+  for (size_t start = 0; start <= value.size();) {
+    const size_t comma = std::min(value.find(',', start), value.size());
+    items.push_back(value.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return items;
+}
+
+std::filesystem::path StrataNextToSelf() {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/self/exe", ec).parent_path() / "strata";
+}
+
+std::optional<TempDir> CreateWorkDir(std::string_view prefix, const std::filesystem::path& work_dir) {
+  // TempDir makes its directory under $TMPDIR; the children (skopeo) then keep theirs there too.
+  if (!work_dir.empty()) ::setenv("TMPDIR", work_dir.c_str(), 1);
+  Result<TempDir> work = TempDir::Create(prefix);
+  if (!work) {
+    std::fprintf(stderr, "%s\n", work.error().ToString().c_str());
+    return std::nullopt;
+  }
+  return std::move(*work);
 }
 
 std::string MakeRandomBuffer(size_t size) {
@@ -173,6 +201,40 @@ bool WaitSucceeded(pid_t pid) {
     if (errno != EINTR) return false;
   }
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+pid_t SpawnTiedToThread(const std::vector<std::string>& args, int log_fd) {
+  std::vector<char*> argv;
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+void StopChild(pid_t& pid, std::chrono::milliseconds grace) {
+  if (pid <= 0) return;
+  ::kill(pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  int status = 0;
+  while (::waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  pid = -1;
 }
 
 std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args) {

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -19,6 +20,7 @@
 
 #include "base/digest.h"
 #include "base/error.h"
+#include "base/file.h"
 
 namespace strata::bench {
 
@@ -56,6 +58,17 @@ class CommandLine {
   std::string program_;
   std::string synopsis_;
 };
+
+// The comma-separated items of a flag's value ("100,300"), empty ones included.
+std::vector<std::string_view> SplitCommaList(std::string_view value);
+
+// The strata binary built next to the running benchmark (the default of --strata).
+std::filesystem::path StrataNextToSelf();
+
+// The fresh work directory `prefix`-XXXXXX of a run, under `work_dir` when not empty (which
+// also becomes $TMPDIR, so the children keep their temporary files there too), else under
+// $TMPDIR or /tmp. nullopt, with the error printed to stderr, when it cannot be made.
+std::optional<TempDir> CreateWorkDir(std::string_view prefix, const std::filesystem::path& work_dir);
 
 // Incompressible, deterministic bytes (xorshift64*), so no layer of the stack can cheat
 // (compression, dedup, zero-page tricks). The stream is the same however it is split
@@ -120,6 +133,16 @@ std::optional<pid_t> SpawnWithOutput(const std::vector<std::string>& args, int s
 
 // Waits for `pid` (retrying on EINTR); true when it exited with status 0.
 bool WaitSucceeded(pid_t pid);
+
+// Forks and execs args (argv[0] looked up in PATH, args not empty) with stdout and stderr
+// sent to `log_fd`, for a daemon this process runs: the child gets SIGKILL if the calling
+// thread exits first (PR_SET_PDEATHSIG). The child's pid, or -1 with errno set when fork
+// fails. The caller stops it with StopChild.
+pid_t SpawnTiedToThread(const std::vector<std::string>& args, int log_fd);
+
+// Stops the child `pid` started here, if any (pid > 0): SIGTERM, SIGKILL once `grace` has
+// passed, and reaps it; then sets `pid` to -1. No other process is ever signalled.
+void StopChild(pid_t& pid, std::chrono::milliseconds grace);
 
 // Runs argv[0] (looked up in PATH) with stdout captured and stdin/stderr inherited;
 // nullopt when the program cannot be started or does not exit with status 0.

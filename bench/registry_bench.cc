@@ -69,10 +69,8 @@ Options ParseOptions(int argc, char** argv) {
       options.rounds = command_line.Positive<int>(flag, value);
     } else if (flag == "--sizes") {
       options.sizes_mib.clear();
-      for (size_t start = 0; start <= value.size();) {
-        const size_t comma = std::min(value.find(',', start), value.size());
-        options.sizes_mib.push_back(command_line.Positive<size_t>(flag, value.substr(start, comma - start)));
-        start = comma + 1;
+      for (const std::string_view size : bench::SplitCommaList(value)) {
+        options.sizes_mib.push_back(command_line.Positive<size_t>(flag, size));
       }
     } else if (flag == "--strata") {
       options.strata = fs::path(value);
@@ -85,11 +83,7 @@ Options ParseOptions(int argc, char** argv) {
     }
     return true;
   });
-  if (options.strata.empty()) {
-    // The strata binary built next to this one.
-    std::error_code ec;
-    options.strata = fs::read_symlink("/proc/self/exe", ec).parent_path() / "strata";
-  }
+  if (options.strata.empty()) options.strata = bench::StrataNextToSelf();
   return options;
 }
 
@@ -292,13 +286,8 @@ int Run(Options options) {
     std::fprintf(stderr, "strata binary %s not found; pass --strata PATH\n", options.strata.c_str());
     return 2;
   }
-  // TempDir makes its directory under $TMPDIR; the children (skopeo) then keep theirs there too.
-  if (!options.work_dir.empty()) ::setenv("TMPDIR", options.work_dir.c_str(), 1);
-  Result<TempDir> work = TempDir::Create("strata-bench-registry");
-  if (!work) {
-    std::fprintf(stderr, "%s\n", work.error().ToString().c_str());
-    return 1;
-  }
+  std::optional<TempDir> work = bench::CreateWorkDir("strata-bench-registry", options.work_dir);
+  if (!work) return 1;
   Bench bench{.options = std::move(options), .work = work->path(), .log = work->path() / "commands.log", .source = {}};
   std::vector<bench::TestImage> images;
   if (Status set_up = SetUp(bench, images); !set_up) {

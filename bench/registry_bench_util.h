@@ -12,18 +12,10 @@
 #include <string_view>
 #include <vector>
 
-#include "base/digest.h"
 #include "base/error.h"
+#include "bench/test_data.h"  // TestImage
 
 namespace strata::bench {
-
-// An image written by WriteTestImageLayout.
-struct TestImage {
-  Digest manifest_digest = Digest::Of("");
-  int layers = 0;
-  uint64_t compressed_bytes = 0;  // sum of the gzip layer blobs
-  uint64_t tar_bytes = 0;         // sum of the uncompressed layer tars
-};
 
 // Writes an OCI image layout (oci-layout, index.json, blobs/sha256/...) at `layout` holding
 // one linux/amd64 image tagged "1" whose gzip layers add up to about `compressed_mib` MiB:

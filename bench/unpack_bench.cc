@@ -79,9 +79,8 @@ Options ParseOptions(int argc, char** argv) {
       options.rounds = command_line.Positive<int>(flag, value);
     } else if (flag == "--images") {
       options.images.clear();
-      for (size_t start = 0; start <= value.size();) {
-        const size_t comma = std::min(value.find(',', start), value.size());
-        const std::string name(value.substr(start, comma - start));
+      for (const std::string_view item : bench::SplitCommaList(value)) {
+        const std::string name(item);
         if (name != "minbase" && name != "3layer") {
           std::fprintf(stderr, "strata-bench-unpack: unknown image '%s' (minbase, 3layer)\n", name.c_str());
           command_line.Usage(2);
@@ -89,7 +88,6 @@ Options ParseOptions(int argc, char** argv) {
         if (std::find(options.images.begin(), options.images.end(), name) == options.images.end()) {
           options.images.push_back(name);
         }
-        start = comma + 1;
       }
     } else if (flag == "--strata") {
       options.strata = fs::path(value);
@@ -102,11 +100,7 @@ Options ParseOptions(int argc, char** argv) {
     }
     return true;
   });
-  if (options.strata.empty()) {
-    // The strata binary built next to this one.
-    std::error_code ec;
-    options.strata = fs::read_symlink("/proc/self/exe", ec).parent_path() / "strata";
-  }
+  if (options.strata.empty()) options.strata = bench::StrataNextToSelf();
   return options;
 }
 
@@ -494,13 +488,8 @@ int Run(Options options) {
   }
   const std::string note = StrataUnpackNote(options.strata);
   if (!note.empty()) std::fprintf(stderr, "%s\n", note.c_str());
-  // TempDir makes its directory under $TMPDIR; the children (skopeo) then keep theirs there too.
-  if (!options.work_dir.empty()) ::setenv("TMPDIR", options.work_dir.c_str(), 1);
-  Result<TempDir> work = TempDir::Create("strata-bench-unpack");
-  if (!work) {
-    std::fprintf(stderr, "%s\n", work.error().ToString().c_str());
-    return 1;
-  }
+  std::optional<TempDir> work = bench::CreateWorkDir("strata-bench-unpack", options.work_dir);
+  if (!work) return 1;
   int status = 0;
   {
     Bench bench{.options = std::move(options), .work = work->path(), .log = work->path() / "commands.log",

@@ -1,20 +1,16 @@
 #include "bench/unpack_bench_util.h"
 
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/mount.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstring>
 #include <functional>
 #include <span>
@@ -36,181 +32,17 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::string_view kManifestType = "application/vnd.oci.image.manifest.v1+json";
-constexpr std::string_view kConfigType = "application/vnd.oci.image.config.v1+json";
-constexpr std::string_view kLayerType = "application/vnd.oci.image.layer.v1.tar+gzip";
 // gzip's and Go's compress/gzip default: what registries mostly hold.
 constexpr int kGzipLevel = 6;
 constexpr int64_t kMtime = 1'700'000'000;
 
-// splitmix64, seedable.
-class SeededRandom {
- public:
-  explicit SeededRandom(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  uint64_t Below(uint64_t bound) { return Next() % bound; }
-  double Unit() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-  // Log-uniform in [low, high): file sizes spread like real trees'.
-  uint64_t LogUniform(uint64_t low, uint64_t high) {
-    return static_cast<uint64_t>(static_cast<double>(low) *
-                                 std::exp(Unit() * std::log(static_cast<double>(high) / static_cast<double>(low))));
-  }
-  void Fill(char* out, size_t size) {
-    for (size_t i = 0; i < size; i += 8) {
-      const uint64_t word = Next();
-      std::memcpy(out + i, &word, std::min<size_t>(8, size - i));
-    }
-  }
-
- private:
-  uint64_t state_;
-};
-
-// Lines like those images are full of; a small vocabulary compresses well but not absurdly.
-constexpr std::array<std::string_view, 20> kTextLines = {
-    "#include <stdio.h>\n", "    return EXIT_SUCCESS;\n", "export PATH=/usr/local/sbin:/usr/local/bin:$PATH\n",
-    "Permission is hereby granted, free of charge, to any person obtaining a copy\n",
-    "  if (result != 0) { perror(\"open\"); goto fail; }\n", "[Unit]\nDescription=Example service\n",
-    "msgid \"Could not open file\"\nmsgstr \"\"\n", "def main(argv):\n    parser = argparse.ArgumentParser()\n",
-    "ENV LANG=C.UTF-8 LC_ALL=C.UTF-8\n", "    \"version\": \"1.2.3\",\n", "</div>\n<div class=\"row\">\n",
-    "WARNING: THIS SOFTWARE IS PROVIDED \"AS IS\" WITHOUT WARRANTY OF ANY KIND\n",
-    "ldconfig -p | grep libssl\n", "    for (i = 0; i < n; ++i) sum += a[i];\n",
-    "Package: libc6\nStatus: install ok installed\n", "}\n\n", "import os, sys, json\n",
-    "  <key>CFBundleVersion</key>\n", "static const char *const names[] = {\n", "\tmovq %rsp, %rbp\n"};
 constexpr std::array<std::string_view, 8> kExtensions = {".so", ".py", ".txt", ".h", ".json", ".mo", ".conf", ".pyc"};
-// Files alternate blocks: a random part, then text. The random share sets the gzip ratio.
-constexpr size_t kMixBlock = 16 * 1024;
-constexpr double kRandomShare = 0.45;
-
-// A gzip stream into a file, hashing both sides: the blob digest and the diffID.
-class GzipBlobWriter {
- public:
-  static Result<std::unique_ptr<GzipBlobWriter>> Open(const fs::path& path) {
-    STRATA_ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC));
-    std::unique_ptr<GzipBlobWriter> writer(new GzipBlobWriter(std::move(fd)));
-    if (deflateInit2(&writer->stream_, kGzipLevel, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-      return Fail(ErrorCode::kInternal, "deflateInit2 failed");
-    }
-    writer->initialised_ = true;
-    return writer;
-  }
-  ~GzipBlobWriter() {
-    if (initialised_) deflateEnd(&stream_);
-  }
-  Status Write(std::string_view data) {
-    uncompressed_.Update(data);
-    return Deflate(data, Z_NO_FLUSH);
-  }
-  uint64_t compressed_bytes() const { return compressed_.bytes(); }
-  struct Finished {
-    Digest digest = Digest::Of("");
-    uint64_t size = 0;
-    Digest diff_id = Digest::Of("");
-    uint64_t tar_bytes = 0;
-  };
-  // REQUIRES: called once, no Write after it.
-  Result<Finished> Finish() {
-    STRATA_RETURN_IF_ERROR(Deflate({}, Z_FINISH));
-    Finished done;
-    done.size = compressed_.bytes();
-    done.tar_bytes = uncompressed_.bytes();
-    done.digest = compressed_.Finish();
-    done.diff_id = uncompressed_.Finish();
-    return done;
-  }
-
- private:
-  explicit GzipBlobWriter(UniqueFd fd) : fd_(std::move(fd)), out_(256 * 1024) {}
-  Status Deflate(std::string_view data, int flush) {
-    stream_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    stream_.avail_in = static_cast<uInt>(data.size());
-    int rc = Z_OK;
-    do {
-      stream_.next_out = reinterpret_cast<Bytef*>(out_.data());
-      stream_.avail_out = static_cast<uInt>(out_.size());
-      rc = deflate(&stream_, flush);
-      if (rc == Z_STREAM_ERROR) return Fail(ErrorCode::kInternal, "deflate failed");
-      const std::string_view produced(out_.data(), out_.size() - stream_.avail_out);
-      compressed_.Update(produced);
-      STRATA_RETURN_IF_ERROR(WriteAll(fd_.get(), produced));
-    } while (stream_.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END));
-    return {};
-  }
-
-  UniqueFd fd_;
-  std::vector<char> out_;
-  z_stream stream_{};
-  bool initialised_ = false;
-  Digester compressed_;
-  Digester uncompressed_;
-};
-
-struct BlobRef {
-  Digest digest = Digest::Of("");
-  uint64_t size = 0;
-};
-
-std::string DescriptorJson(std::string_view media_type, const BlobRef& blob) {
-  return fmt::format(R"({{"mediaType":"{}","digest":"{}","size":{}}})", media_type, blob.digest.ToString(), blob.size);
-}
-
-Result<BlobRef> WriteJsonBlob(const fs::path& blobs, std::string_view json) {
-  BlobRef ref{Digest::Of(json), json.size()};
-  STRATA_RETURN_IF_ERROR(AtomicWriteFile(blobs / ref.digest.hex(), json));
-  return ref;
-}
-
-Status MakeDirs(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Fail(ErrorCode::kInternal, "mkdir {}: {}", dir.native(), ec.message());
-  return {};
-}
-
-// Moves the finished blob `partial` to its digest name.
-Status CommitBlob(const fs::path& blobs, const fs::path& partial, const Digest& digest) {
-  std::error_code ec;
-  fs::rename(partial, blobs / digest.hex(), ec);
-  if (ec) return Fail(ErrorCode::kInternal, "rename {}: {}", partial.native(), ec.message());
-  return {};
-}
-
-// Config, manifest, index.json and oci-layout for gzip layers already in `blobs`.
-Status FinishLayout(const fs::path& layout, const std::vector<GzipBlobWriter::Finished>& layers,
-                    LayoutImage& image) {
-  const fs::path blobs = layout / "blobs" / "sha256";
-  std::string descriptors;
-  std::string diff_ids;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    descriptors += fmt::format("{}{}", i ? "," : "", DescriptorJson(kLayerType, {layers[i].digest, layers[i].size}));
-    diff_ids += fmt::format(R"({}"{}")", i ? "," : "", layers[i].diff_id.ToString());
-    image.compressed_bytes += layers[i].size;
-    image.tar_bytes += layers[i].tar_bytes;
-  }
-  image.layers = static_cast<int>(layers.size());
-  STRATA_ASSIGN_OR_RETURN(
-      const BlobRef config,
-      WriteJsonBlob(blobs, fmt::format(R"({{"architecture":"amd64","os":"linux","config":{{"Env":)"
-                                       R"(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],)"
-                                       R"("Cmd":["bash"]}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}})",
-                                       diff_ids)));
-  STRATA_ASSIGN_OR_RETURN(
-      const BlobRef manifest,
-      WriteJsonBlob(blobs, fmt::format(R"({{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[{}]}})",
-                                       kManifestType, DescriptorJson(kConfigType, config), descriptors)));
-  image.manifest_digest = manifest.digest;
-  STRATA_RETURN_IF_ERROR(AtomicWriteFile(layout / "oci-layout", R"({"imageLayoutVersion":"1.0.0"})"));
-  return AtomicWriteFile(
-      layout / "index.json",
-      fmt::format(R"({{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"{}","size":{},)"
-                  R"("annotations":{{"org.opencontainers.image.ref.name":"1"}}}}]}})",
-                  kManifestType, manifest.digest.ToString(), manifest.size));
-}
+// Files alternate 16 KiB blocks: a random part, then text from the whole vocabulary; a short
+// last block is split in the same proportion.
+const MixedContent kMix{.block_size = 16 * 1024, .random_share = 0.45, .lines = kTextLines, .whole_blocks = false};
+// The image config's "config" object.
+constexpr std::string_view kContainerConfig =
+    R"({"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["bash"]})";
 
 // Reads a file and hands every byte read to `tee` as well: lets TarReader count entries
 // while the same bytes go into the gzip stream.
@@ -255,30 +87,12 @@ Status WriteDirs(archive::TarWriter& tar, std::vector<std::string>& written, con
   return {};
 }
 
-Status WriteMixedContent(SeededRandom& random, uint64_t size, archive::TarWriter& tar, std::string& block) {
-  block.resize(kMixBlock);
-  for (uint64_t done = 0; done < size;) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(kMixBlock, size - done));
-    const size_t random_n = static_cast<size_t>(static_cast<double>(n) * kRandomShare) & ~size_t{7};
-    random.Fill(block.data(), random_n);
-    for (size_t at = random_n; at < n;) {
-      const std::string_view line = kTextLines[random.Below(kTextLines.size())];
-      const size_t take = std::min(line.size(), n - at);
-      std::memcpy(block.data() + at, line.data(), take);
-      at += take;
-    }
-    STRATA_RETURN_IF_ERROR(tar.WriteData(std::string_view(block.data(), n)));
-    done += n;
-  }
-  return {};
-}
-
 // One generated layer; `base_files` collects (layer 0) or uses (layer 2) paths of base files.
-Result<GzipBlobWriter::Finished> WriteGeneratedLayer(const fs::path& blobs, int index, const LayerPlan& plan,
+Result<GzipLayer> WriteGeneratedLayer(const fs::path& blobs, int index, const LayerPlan& plan,
                                                      uint64_t target_bytes, SeededRandom& random,
                                                      std::vector<std::string>& base_files, LayoutImage& image) {
   const fs::path partial = blobs / fmt::format("partial-{}", index);
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GzipBlobWriter> gzip, GzipBlobWriter::Open(partial));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GzipBlobWriter> gzip, GzipBlobWriter::Open(partial, kGzipLevel));
   archive::TarWriter tar([&](std::string_view bytes) { return gzip->Write(bytes); });
   std::vector<std::string> dirs;
   std::string block;
@@ -297,7 +111,8 @@ Result<GzipBlobWriter::Finished> WriteGeneratedLayer(const fs::path& blobs, int 
         fmt::format("{}/f{:06}{}", dir, file, kExtensions[random.Below(kExtensions.size())]);
     const uint32_t mode = random.Below(10) == 0 ? 0755 : 0644;
     STRATA_RETURN_IF_ERROR(tar.WriteHeader({.name = name, .mode = mode, .size = size, .mtime = {kMtime, 0}}));
-    STRATA_RETURN_IF_ERROR(WriteMixedContent(random, size, tar, block));
+    STRATA_RETURN_IF_ERROR(
+        WriteMixedContent(random, size, kMix, block, [&](std::string_view data) { return tar.WriteData(data); }));
     image.file_bytes += size;
     ++image.entries;
     if (index == 0 && file % 97 == 0) base_files.push_back(name);
@@ -323,8 +138,8 @@ Result<GzipBlobWriter::Finished> WriteGeneratedLayer(const fs::path& blobs, int 
   }
   image.entries += dirs.size();
   STRATA_RETURN_IF_ERROR(tar.Finish());
-  STRATA_ASSIGN_OR_RETURN(GzipBlobWriter::Finished finished, gzip->Finish());
-  STRATA_RETURN_IF_ERROR(CommitBlob(blobs, partial, finished.digest));
+  STRATA_ASSIGN_OR_RETURN(GzipLayer finished, gzip->Finish());
+  STRATA_RETURN_IF_ERROR(CommitBlob(blobs, partial, finished.blob.digest));
   return finished;
 }
 
@@ -397,7 +212,7 @@ Result<LayoutImage> WriteSingleLayerLayout(const fs::path& layout, const fs::pat
   STRATA_RETURN_IF_ERROR(MakeDirs(blobs));
   LayoutImage image;
   const fs::path partial = blobs / "partial-0";
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GzipBlobWriter> gzip, GzipBlobWriter::Open(partial));
+  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GzipBlobWriter> gzip, GzipBlobWriter::Open(partial, kGzipLevel));
   STRATA_ASSIGN_OR_RETURN(UniqueFd input, OpenFile(rootfs_tar, O_RDONLY));
   TeeFileReader reader(input.get(), [&](std::string_view bytes) { return gzip->Write(bytes); });
   archive::TarReader tar(reader);
@@ -413,9 +228,9 @@ Result<LayoutImage> WriteSingleLayerLayout(const fs::path& layout, const fs::pat
     STRATA_ASSIGN_OR_RETURN(const size_t n, reader.Read(rest));
     if (n == 0) break;
   }
-  STRATA_ASSIGN_OR_RETURN(GzipBlobWriter::Finished layer, gzip->Finish());
-  STRATA_RETURN_IF_ERROR(CommitBlob(blobs, partial, layer.digest));
-  STRATA_RETURN_IF_ERROR(FinishLayout(layout, {layer}, image));
+  STRATA_ASSIGN_OR_RETURN(GzipLayer layer, gzip->Finish());
+  STRATA_RETURN_IF_ERROR(CommitBlob(blobs, partial, layer.blob.digest));
+  STRATA_RETURN_IF_ERROR(FinishLayout(layout, std::span(&layer, 1), kContainerConfig, image));
   return image;
 }
 
@@ -432,14 +247,14 @@ Result<LayoutImage> WriteThreeLayerLayout(const fs::path& layout, size_t compres
   SeededRandom random(seed);
   LayoutImage image;
   std::vector<std::string> base_files;
-  std::vector<GzipBlobWriter::Finished> layers;
+  std::vector<GzipLayer> layers;
   for (size_t i = 0; i < plans.size(); ++i) {
     const auto target = static_cast<uint64_t>(plans[i].share * static_cast<double>(compressed_mib * kMiB));
-    STRATA_ASSIGN_OR_RETURN(GzipBlobWriter::Finished layer,
+    STRATA_ASSIGN_OR_RETURN(GzipLayer layer,
                             WriteGeneratedLayer(blobs, static_cast<int>(i), plans[i], target, random, base_files, image));
     layers.push_back(layer);
   }
-  STRATA_RETURN_IF_ERROR(FinishLayout(layout, layers, image));
+  STRATA_RETURN_IF_ERROR(FinishLayout(layout, layers, kContainerConfig, image));
   return image;
 }
 
@@ -522,19 +337,8 @@ Status ScratchContainerd::Launch() {
   const fs::path config = dir_ / "config.toml";
   STRATA_RETURN_IF_ERROR(AtomicWriteFile(config, ConfigText(dir_)));
   STRATA_ASSIGN_OR_RETURN(UniqueFd log, OpenFile(dir_ / "containerd.log", O_WRONLY | O_CREAT | O_APPEND));
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
+  pid_ = SpawnTiedToThread({"containerd", "--config", config.native()}, log.get());
   if (pid_ < 0) return ErrnoFail(errno, "fork");
-  if (pid_ == 0) {
-    // Only async-signal-safe calls until exec.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);
-    ::dup2(log.get(), STDOUT_FILENO);
-    ::dup2(log.get(), STDERR_FILENO);
-    const char* argv[] = {"containerd", "--config", config.c_str(), nullptr};
-    ::execvp(argv[0], const_cast<char**>(argv));
-    ::_exit(127);
-  }
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   while (Clock::now() < deadline) {
     int status = 0;
@@ -564,21 +368,7 @@ uint64_t ScratchContainerd::PeakRssKib() const {
   return std::strtoull(status->c_str() + at + 6, nullptr, 10);
 }
 
-void ScratchContainerd::Stop() {
-  if (pid_ <= 0) return;
-  ::kill(pid_, SIGTERM);
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  int status = 0;
-  while (::waitpid(pid_, &status, WNOHANG) == 0) {
-    if (Clock::now() >= deadline) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  pid_ = -1;
-}
+void ScratchContainerd::Stop() { StopChild(pid_, std::chrono::seconds(10)); }
 
 ScratchContainerd::~ScratchContainerd() {
   Stop();

@@ -1,7 +1,7 @@
-// What strata-bench-unpack needs besides bench_util and registry_bench_util: timed runs that
-// report the child's peak RSS, cold page cache, mount-safe removal, the two test images
-// (a Debian 12 minbase rootfs and a generated 3-layer tree) written as OCI layouts, and a
-// throwaway containerd on its own socket and directories.
+// What strata-bench-unpack needs besides bench_util, test_data and registry_bench_util: timed
+// runs that report the child's peak RSS, cold page cache, mount-safe removal, the two test
+// images (a Debian 12 minbase rootfs and a generated 3-layer tree) written as OCI layouts,
+// and a throwaway containerd on its own socket and directories.
 // Benchmarks only; single-threaded driver, nothing here is thread-safe.
 #pragma once
 
@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "base/digest.h"
 #include "base/error.h"
+#include "bench/test_data.h"  // TestImage
 
 namespace strata::bench {
 
@@ -45,13 +45,9 @@ Status RemoveTree(const std::filesystem::path& dir);
 
 // An OCI image layout written by the builders below; blobs/sha256/... plus index.json with
 // the image tagged "1".
-struct LayoutImage {
-  Digest manifest_digest = Digest::Of("");
-  int layers = 0;
-  uint64_t compressed_bytes = 0;  // sum of the gzip layer blobs
-  uint64_t tar_bytes = 0;         // sum of the uncompressed layer tars
-  uint64_t file_bytes = 0;        // sum of regular file sizes in the layer tars
-  uint64_t entries = 0;           // tar entries (files, dirs, links, whiteouts)
+struct LayoutImage : TestImage {
+  uint64_t file_bytes = 0;  // sum of regular file sizes in the layer tars
+  uint64_t entries = 0;     // tar entries (files, dirs, links, whiteouts)
 };
 
 // Packs the tar file `rootfs_tar` as the single gzip (zlib level 6, as `gzip`) layer of a
