@@ -28,6 +28,7 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
     };
     auto report = OrDie(store->CollectGarbage({.dry_run = *dry_run, .live_snapshot_dirs = live_dirs}));
     auto snapshots_removed = OrDie(snapshotter::CollectSnapshots(store->content(), *snapshotter, *dry_run));
+    if (!*dry_run && !snapshots_removed.empty()) OrDie(snapshotter->Cleanup());  // their directories
     if (options.json) {
       nlohmann::ordered_json out;
       out["dry_run"] = *dry_run;

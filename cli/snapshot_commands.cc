@@ -113,7 +113,7 @@ void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options) {
     fmt::print("{}\n", args->name);
   });
 
-  auto* rm = snapshots->add_subcommand("rm", "Remove snapshots (their directories go now, or at cleanup)");
+  auto* rm = snapshots->add_subcommand("rm", "Remove snapshots (metadata only: directories go at `snapshots cleanup` or gc)");
   rm->add_option("key", args->keys, "Snapshot keys or names")->required();
   rm->callback([&options, args] {
     auto store = OpenStoreOrDie(options);

@@ -66,7 +66,8 @@ Status UnmountImage(snapshotter::OverlaySnapshotter& snapshots, const fs::path& 
     if (!unmounted) return Fail(ErrorCode::kNotFound, "strata has no mount at {}", dir.string());
     return {};
   }
-  return snapshots.Remove(key);
+  STRATA_RETURN_IF_ERROR(snapshots.Remove(key));
+  return snapshots.Cleanup();  // Remove is metadata-only: reclaim the container's upper dir now
 }
 
 }  // namespace strata::images

@@ -71,6 +71,10 @@ void LayerUnpack::Discard() {
   if (key_.empty()) return;
   if (auto removed = snapshots_.Remove(key_); !removed) {
     spdlog::warn("unpack of layer {}: removing snapshot {:?}: {}", layer_.digest, key_, removed.error().message());
+  } else {
+    // Remove is metadata-only; a refused layer's partial files go now, not at the next GC.
+    std::error_code ec;
+    std::filesystem::remove_all(dir_.parent_path(), ec);
   }
   key_.clear();
 }

@@ -127,13 +127,6 @@ Status OverlaySnapshotter::Commit(const std::string& name, const std::string& ke
 Status OverlaySnapshotter::Remove(const std::string& key) {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord removed, records_.Remove(key));
   ForgetUsage(removed.id);
-  std::error_code ec;
-  fs::remove_all(layout_.SnapshotDir(removed.id), ec);
-  if (ec) {
-    // Still mounted somewhere, say: the record is gone, Cleanup retries the directory.
-    spdlog::warn("snapshot {:?}: directory {} stays until cleanup: {}", key, layout_.SnapshotDir(removed.id).string(),
-                 ec.message());
-  }
   return {};
 }
 

@@ -4,7 +4,8 @@
 //
 // Files first, metadata last: Prepare/View allocate an id, create the directory, then the
 // record; a crash in between leaves a directory no record names, which Cleanup removes.
-// Remove deletes the record, then (best effort) the directory. Thread-safe.
+// Remove is metadata-only (fast on a container's teardown path); Cleanup and GC reclaim
+// the directories no record names. Thread-safe.
 #pragma once
 
 #include <chrono>

@@ -19,8 +19,8 @@ inline constexpr std::string_view kLabelSnapshotExpire = "containerd.io/gc.expir
 // active snapshot and view not expired, and every committed snapshot named by a
 // "containerd.io/gc.ref.snapshot.<snapshotter name>" label of a blob in `content` (an image
 // config's top layer); the parent chains of roots are kept too. Returns the removed names,
-// children before parents (their directories go with them, or at the next Cleanup when
-// busy). `dry_run`: report only. REQUIRES: no concurrent Prepare/Commit (the CLI holds the
+// children before parents; removal is metadata-only (OverlaySnapshotter::Remove), so call
+// Cleanup after for their directories. `dry_run`: report only. REQUIRES: no concurrent Prepare/Commit (the CLI holds the
 // store lock; the daemon will hold the GC lock).
 Result<std::vector<std::string>> CollectSnapshots(const store::ContentStore& content, OverlaySnapshotter& snapshots,
                                                   bool dry_run);

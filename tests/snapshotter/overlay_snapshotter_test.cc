@@ -106,6 +106,8 @@ TEST_F(OverlaySnapshotterTest, RemoveRulesAndDirectories) {
   EXPECT_EQ(SnapshotDirs(), (std::set<std::string>{"1", "2"}));
   ASSERT_OK(snapshotter_->Remove("child"));
   ASSERT_OK(snapshotter_->Remove("base"));
+  EXPECT_EQ(SnapshotDirs(), (std::set<std::string>{"1", "2"}));  // Remove is metadata-only
+  ASSERT_OK(snapshotter_->Cleanup());
   EXPECT_TRUE(SnapshotDirs().empty());
   EXPECT_EQ(snapshotter_->Stat("base").error().code(), ErrorCode::kNotFound);
 }
