@@ -147,7 +147,7 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
                                 .on_data = std::move(tee)});
         };
         if (!unpack || kind != registry::BlobKind::kLayer) return fetch(nullptr);
-        return unpack->Transfer(blob, store.content(), fetch);
+        return unpack->Transfer(blob, fetch);
       });
   if (!fetched) return Fail(fetched.error().WithContext(fmt::format("pull {}", reference.String())));
   if (unpack) {
@@ -155,15 +155,6 @@ Result<PullResult> Pull(registry::Resolver& resolver, registry::Fetcher& fetcher
     if (!committed) return Fail(committed.error().WithContext(fmt::format("pull {}", reference.String())));
     result.layers_unpacked = *committed;
     result.chain_ids = unpack->chain_ids();
-    if (!result.chain_ids.empty()) {
-      // containerd's scheme: the config holds the image's top snapshot for GC.
-      const oci::Descriptor& config = parts.front().manifest.config;
-      store::ContentInfo info{.digest = config.digest};
-      info.labels[std::string(store::kLabelGcRefSnapshotPrefix) + options.unpack_into->name()] =
-          result.chain_ids.back().ToString();
-      const std::string path = "labels." + info.labels.begin()->first;
-      STRATA_RETURN_IF_ERROR(store.content().Update(info, {path}));
-    }
   }
   if (config_outcome) fetched->push_back(*config_outcome);
   for (registry::FetchOutcome outcome : *fetched) {

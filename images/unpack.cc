@@ -149,7 +149,9 @@ Status LayerUnpack::Commit(const std::string& parent) {
   return {};
 }
 
-Status ImageUnpack::Plan(const store::ContentStore& content, const oci::Descriptor& config) {
+Status ImageUnpack::Plan(store::ContentStore& content, const oci::Descriptor& config) {
+  content_ = &content;
+  config_ = config.digest;
   STRATA_ASSIGN_OR_RETURN(std::string bytes, store::ReadBlob(content, config.digest));
   STRATA_ASSIGN_OR_RETURN(oci::ImageConfig parsed, oci::ImageConfig::Parse(bytes));
   diff_ids_ = parsed.rootfs.diff_ids;
@@ -170,8 +172,8 @@ Status ImageUnpack::Plan(const store::ContentStore& content, const oci::Descript
   return {};
 }
 
-Result<registry::FetchOutcome> ImageUnpack::Transfer(const oci::Descriptor& blob, const store::ContentStore& content,
-                                                     const Fetch& fetch) {
+Result<registry::FetchOutcome> ImageUnpack::Transfer(const oci::Descriptor& blob, const Fetch& fetch) {
+  const store::ContentStore& content = *content_;
   std::vector<size_t> positions;
   for (size_t i = first_missing_; i < layers_.size(); ++i) {
     if (layers_[i].digest == blob.digest) positions.push_back(i);
@@ -240,6 +242,13 @@ Result<int> ImageUnpack::CommitAll() {
     STRATA_RETURN_IF_ERROR(unpacks_[i]->Commit(parent));
     ++committed;
   }
+  if (!chain_ids_.empty()) {
+    // containerd's scheme: the config holds the image's top snapshot (and so its chain) for GC.
+    store::ContentInfo info{.digest = config_};
+    const std::string label = std::string(store::kLabelGcRefSnapshotPrefix) + snapshots_.name();
+    info.labels[label] = chain_ids_.back().ToString();
+    STRATA_RETURN_IF_ERROR(content_->Update(info, {"labels." + label}));
+  }
   return committed;
 }
 
@@ -250,7 +259,7 @@ Result<std::vector<Digest>> UnpackStored(store::ContentStore& content, snapshott
   std::set<Digest> done;
   for (const oci::Descriptor& layer : manifest.layers) {
     if (!done.insert(layer.digest).second) continue;
-    STRATA_RETURN_IF_ERROR(unpack.Transfer(layer, content, [&](registry::FetchOptions::DataTee) -> Result<registry::FetchOutcome> {
+    STRATA_RETURN_IF_ERROR(unpack.Transfer(layer, [&](registry::FetchOptions::DataTee) -> Result<registry::FetchOutcome> {
       STRATA_RETURN_IF_ERROR(content.Info(layer.digest));
       return registry::FetchOutcome::kExists;
     }));

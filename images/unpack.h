@@ -103,19 +103,19 @@ class ImageUnpack {
   // Reads the committed config for the diffIDs and finds the first layer whose chainID is
   // not committed yet (chains are committed bottom up): that layer and all above need work.
   // InvalidArgument when the config's diff_ids do not match the layers.
-  Status Plan(const store::ContentStore& content, const oci::Descriptor& config);
+  Status Plan(store::ContentStore& content, const oci::Descriptor& config);
 
   // Fetches `blob` with `fetch` (given the tee to stream into, or null), unpacking it into
   // every layer position that needs it: the first streamed during the download, repeats of
   // the same blob applied from the store afterwards. Then checks each diffID against the
   // config (FailedPrecondition naming both).
   using Fetch = std::function<Result<registry::FetchOutcome>(registry::FetchOptions::DataTee tee)>;
-  Result<registry::FetchOutcome> Transfer(const oci::Descriptor& blob, const store::ContentStore& content,
-                                          const Fetch& fetch);
+  Result<registry::FetchOutcome> Transfer(const oci::Descriptor& blob, const Fetch& fetch);
 
   // Commits every unpacked layer over its parent, bottom up, after checking that no layer
   // writes through a symlink of the layers below it (an implied directory under a lower
-  // symlink: InvalidArgument naming both; then nothing is committed). Returns how many.
+  // symlink: InvalidArgument naming both; then nothing is committed), and labels the config
+  // "containerd.io/gc.ref.snapshot.<snapshotter>" = top chainID. Returns how many.
   Result<int> CommitAll();
 
   // Chain IDs of every layer (after Plan); the last names the image's top snapshot.
@@ -127,6 +127,8 @@ class ImageUnpack {
   snapshotter::OverlaySnapshotter& snapshots_;
   std::vector<oci::Descriptor> layers_;
   UnpackLimits limits_;
+  store::ContentStore* content_ = nullptr;  // set by Plan
+  Digest config_ = Digest::Of("");
   std::vector<Digest> diff_ids_;
   std::vector<Digest> chain_ids_;
   size_t first_missing_ = 0;
