@@ -32,6 +32,18 @@ std::unique_ptr<snapshotter::OverlaySnapshotter> OpenSnapshotterOrDie(store::Sto
   return OrDie(snapshotter::OverlaySnapshotter::Open(store.root(), store.db()));
 }
 
+store::Labels ParseLabelsOrDie(const std::vector<std::string>& pairs) {
+  store::Labels labels;
+  for (const auto& pair : pairs) {
+    const size_t eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      Die(Error(ErrorCode::kInvalidArgument, fmt::format("label {:?} is not KEY=VALUE", pair)));
+    }
+    labels[pair.substr(0, eq)] = pair.substr(eq + 1);
+  }
+  return labels;
+}
+
 std::string NormalisedNameOrDie(const std::string& text) { return OrDie(oci::Reference::Parse(text)).String(); }
 
 void BuildApp(CLI::App& app, GlobalOptions& options) {

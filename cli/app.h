@@ -4,11 +4,13 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "base/error.h"
 #include "snapshotter/overlay_snapshotter.h"
+#include "store/types.h"
 
 namespace strata::store {
 class Store;
@@ -45,6 +47,8 @@ T OrDie(Result<T> result) {
 std::unique_ptr<store::Store> OpenStoreOrDie(const GlobalOptions& options);
 // The overlay snapshotter of an open store (Die()s on failure).
 std::unique_ptr<snapshotter::OverlaySnapshotter> OpenSnapshotterOrDie(store::Store& store);
+// "KEY=VALUE" flags (--label) as labels; Die()s naming a malformed one.
+store::Labels ParseLabelsOrDie(const std::vector<std::string>& pairs);
 // Image names are stored normalised ("docker.io/library/alpine:3.19"); users may type the
 // familiar form ("alpine:3.19").
 std::string NormalisedNameOrDie(const std::string& text);

@@ -25,18 +25,6 @@ json InfoJson(const store::ContentInfo& info) {
 
 Digest ParseDigestOrDie(const std::string& text) { return OrDie(Digest::Parse(text)); }
 
-store::Labels ParseLabelsOrDie(const std::vector<std::string>& pairs) {
-  store::Labels labels;
-  for (const auto& pair : pairs) {
-    auto eq = pair.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      Die(Error(ErrorCode::kInvalidArgument, fmt::format("label {:?} is not KEY=VALUE", pair)));
-    }
-    labels[pair.substr(0, eq)] = pair.substr(eq + 1);
-  }
-  return labels;
-}
-
 struct IngestArgs {
   std::string ref;
   std::string expected;

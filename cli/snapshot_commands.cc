@@ -17,18 +17,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-store::Labels ParseLabelsOrDie(const std::vector<std::string>& pairs) {
-  store::Labels labels;
-  for (const std::string& pair : pairs) {
-    const size_t eq = pair.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      Die(Error(ErrorCode::kInvalidArgument, fmt::format("label {:?}: expected KEY=VALUE", pair)));
-    }
-    labels[pair.substr(0, eq)] = pair.substr(eq + 1);
-  }
-  return labels;
-}
-
 // One line per mount, in the form `mount -t TYPE -o OPTIONS SOURCE TARGET` takes.
 void PrintMounts(const std::vector<snapshotter::Mount>& mounts, bool as_json) {
   if (as_json) {
@@ -85,11 +73,11 @@ void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options) {
   auto* prepare = snapshots->add_subcommand("prepare", "Create an active snapshot over PARENT and print its mounts");
   prepare->add_option("key", args->key, "New snapshot key")->required();
   prepare->add_option("parent", args->parent, "Committed parent (none: an empty snapshot)");
-  prepare->add_option("--label", args->labels, "KEY=VALUE label (repeatable)");
+  prepare->add_option("--label", args->labels, "KEY=VALUE label (repeatable)")->allow_extra_args(false);
   auto* view = snapshots->add_subcommand("view", "Create a read-only view of PARENT and print its mounts");
   view->add_option("key", args->key, "New snapshot key")->required();
   view->add_option("parent", args->parent, "Committed snapshot to view")->required();
-  view->add_option("--label", args->labels, "KEY=VALUE label (repeatable)");
+  view->add_option("--label", args->labels, "KEY=VALUE label (repeatable)")->allow_extra_args(false);
   for (auto* cmd : {prepare, view}) {
     const bool is_view = cmd == view;
     cmd->callback([&options, args, is_view] {
@@ -105,7 +93,7 @@ void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options) {
   auto* commit = snapshots->add_subcommand("commit", "Commit active snapshot KEY as NAME");
   commit->add_option("name", args->name, "Name of the committed snapshot")->required();
   commit->add_option("key", args->key, "Active snapshot")->required();
-  commit->add_option("--label", args->labels, "KEY=VALUE label (repeatable)");
+  commit->add_option("--label", args->labels, "KEY=VALUE label (repeatable)")->allow_extra_args(false);
   commit->callback([&options, args] {
     auto store = OpenStoreOrDie(options);
     auto snapshotter = OpenSnapshotterOrDie(*store);
