@@ -67,6 +67,17 @@ class MountCliTest : public ::testing::Test {
     return by_key;
   }
 
+  // Pushes a one-layer image (base.txt) as <repository>:1, pulls it with the CLI and sets
+  // `chain_id` to its top chain snapshot. Call it with ASSERT_NO_FATAL_FAILURE.
+  void PullOneLayerImage(const std::string& repository, std::string& chain_id) {
+    ASSERT_OK_AND_ASSIGN(auto layer, test_support::LayerBuilder().File("base.txt", "base\n").Build());
+    test_support::ImageBuilder builder;
+    builder.AddLayer(layer);
+    ASSERT_OK_AND_ASSIGN(auto pushed, builder.PushTo(*registry_, repository, "1"));
+    ASSERT_EQ(Strata({"pull", "-q", registry_->host() + "/" + repository + ":1"}).code, 0);
+    chain_id = oci::ChainIDs(pushed.diff_ids).back().ToString();
+  }
+
   fs::path Dir(const std::string& name) {
     fs::path dir = home_->path() / name;
     fs::create_directories(dir);
@@ -208,12 +219,8 @@ TEST_F(MountCliTest, MountOfAnUnknownImageOrANonDirectoryFails) {
 }
 
 TEST_F(MountCliTest, SnapshotsPrepareCommitRemoveRoundTrip) {
-  ASSERT_OK_AND_ASSIGN(auto layer, test_support::LayerBuilder().File("base.txt", "base\n").Build());
-  test_support::ImageBuilder builder;
-  builder.AddLayer(layer);
-  ASSERT_OK_AND_ASSIGN(auto pushed, builder.PushTo(*registry_, "cli/snap", "1"));
-  ASSERT_EQ(Strata({"pull", "-q", registry_->host() + "/cli/snap:1"}).code, 0);
-  const std::string base = oci::ChainIDs(pushed.diff_ids).back().ToString();
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(PullOneLayerImage("cli/snap", base));
 
   // --label after the positionals: before them it swallows them (see the next test).
   CommandRun prepare = Strata({"snapshots", "prepare", "work", base, "--label", "team=qa"});
@@ -259,12 +266,8 @@ TEST_F(MountCliTest, SnapshotsPrepareCommitRemoveRoundTrip) {
 }
 
 TEST_F(MountCliTest, SnapshotsPrepareLabelBeforeThePositionals) {
-  ASSERT_OK_AND_ASSIGN(auto layer, test_support::LayerBuilder().File("base.txt", "base\n").Build());
-  test_support::ImageBuilder builder;
-  builder.AddLayer(layer);
-  ASSERT_OK_AND_ASSIGN(auto pushed, builder.PushTo(*registry_, "cli/label", "1"));
-  ASSERT_EQ(Strata({"pull", "-q", registry_->host() + "/cli/label:1"}).code, 0);
-  const std::string base = oci::ChainIDs(pushed.diff_ids).back().ToString();
+  std::string base;
+  ASSERT_NO_FATAL_FAILURE(PullOneLayerImage("cli/label", base));
   CommandRun prepare = Strata({"snapshots", "prepare", "--label", "team=qa", "work", base});
   ASSERT_EQ(prepare.code, 0) << prepare.output;
   auto snapshots = Snapshots();

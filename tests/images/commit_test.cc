@@ -20,11 +20,8 @@
 #include "images/push.h"
 #include "oci/image_config.h"
 #include "oci/manifest.h"
-#include "registry/fetcher.h"
 #include "registry/pusher.h"
-#include "snapshotter/overlay_snapshotter.h"
-#include "store/store.h"
-#include "tests/registry/registry_client_test_base.h"
+#include "tests/images/unpack_fixture.h"
 #include "tests/support/assertions.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/registry_fixture.h"
@@ -35,40 +32,8 @@ namespace strata::images {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 using test_support::EntryAttrs;
 using test_support::LayerBuilder;
-
-// Unmounts (and removes the snapshot of) a strata mount on scope exit, whatever happened.
-struct MountGuard {
-  snapshotter::OverlaySnapshotter* snapshots = nullptr;
-  fs::path dir;
-  MountGuard() = default;
-  MountGuard(const MountGuard&) = delete;
-  MountGuard& operator=(const MountGuard&) = delete;
-  ~MountGuard() { Release(); }
-  void Release() {
-    if (snapshots == nullptr) return;
-    if (auto status = UnmountImage(*snapshots, dir); !status) {
-      ADD_FAILURE() << "unmount " << dir << ": " << status.error().ToString();
-      (void)test_support::UnmountAllBeneath(dir);
-    }
-    snapshots = nullptr;
-  }
-};
-
-// One strata root: store, snapshotter, fetcher.
-struct Root {
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<snapshotter::OverlaySnapshotter> snapshots;
-  std::unique_ptr<registry::Fetcher> fetcher;
-  // Users of the store first.
-  void Reset() {
-    fetcher.reset();
-    snapshots.reset();
-    store.reset();
-  }
-};
 
 void WriteText(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -76,20 +41,12 @@ void WriteText(const fs::path& path, const std::string& text) {
   ASSERT_TRUE(out.good()) << path;
 }
 
-class CommitTest : public registry::RegistryClientTest {
+class CommitTest : public UnpackFixture {
  protected:
-  void SetUp() override {
-    STRATA_REQUIRE_ROOT();
-    RegistryClientTest::SetUp();
-    registry_ = StartTrustedRegistry();
-    ASSERT_TRUE(registry_);
-    auto root = test_support::TempRoot::Create("strata-commit");
-    ASSERT_TRUE(root) << root.error().ToString();
-    root_ = std::make_unique<test_support::TempRoot>(std::move(*root));
-    authorizer_ = std::make_unique<registry::Authorizer>(*client_, Fixed(std::nullopt));
-    registry::ResolverOptions options;
-    options.retry = {.max_attempts = 3, .initial_backoff = 1ms, .jitter = 0};
-    resolver_ = std::make_unique<registry::Resolver>(*authorizer_, std::move(options));
+  CommitTest() : UnpackFixture("strata-commit") {}
+
+  void SetUpStrata() override {
+    MakeFastResolver(3, /*instant_retries=*/false);
     pusher_ = std::make_unique<registry::Pusher>(*resolver_);
     OpenRoot(first_, "store");
   }
@@ -98,34 +55,6 @@ class CommitTest : public registry::RegistryClientTest {
     // Roots go before the resolver they use.
     second_.Reset();
     first_.Reset();
-  }
-
-  void OpenRoot(Root& root, const std::string& dir) {
-    auto store = store::Store::Open(root_->path() / dir);
-    ASSERT_TRUE(store) << store.error().ToString();
-    root.store = std::move(*store);
-    auto snapshots = snapshotter::OverlaySnapshotter::Open(root.store->root(), root.store->db());
-    ASSERT_TRUE(snapshots) << snapshots.error().ToString();
-    root.snapshots = std::move(*snapshots);
-    root.fetcher = std::make_unique<registry::Fetcher>(*resolver_, root.store->content(), &root.store->leases());
-  }
-
-  Result<PullResult> PullInto(Root& root, const std::string& name) {
-    PullOptions options;
-    options.unpack_into = root.snapshots.get();
-    return Pull(*resolver_, *root.fetcher, *root.store, Ref(name), options);
-  }
-
-  Result<MountedImage> MountAt(Root& root, MountGuard& guard, const std::string& name, const std::string& dir,
-                               bool writable) {
-    const fs::path target = root_->path() / dir;
-    fs::create_directories(target);
-    auto mounted = MountImage(*root.store, *root.snapshots, name, target, {.writable = writable});
-    if (mounted) {
-      guard.snapshots = root.snapshots.get();
-      guard.dir = target;
-    }
-    return mounted;
   }
 
   // Base image: two layers, with what the container will change.
@@ -153,11 +82,9 @@ class CommitTest : public registry::RegistryClientTest {
     return builder.PushTo(*registry_, repository, "1");
   }
 
-  std::unique_ptr<test_support::RegistryFixture> registry_;
-  std::unique_ptr<test_support::TempRoot> root_;
   std::unique_ptr<registry::Pusher> pusher_;
-  Root first_;
-  Root second_;
+  StrataRoot first_;
+  StrataRoot second_;
 };
 
 TEST_F(CommitTest, CommittedChangesSurvivePushAndPullIntoAFreshStore) {

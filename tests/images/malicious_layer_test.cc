@@ -14,11 +14,7 @@
 #include "base/file.h"
 #include "images/pull.h"
 #include "images/unpack.h"
-#include "registry/fetcher.h"
-#include "snapshotter/overlay_snapshotter.h"
-#include "store/filters.h"
-#include "store/store.h"
-#include "tests/registry/registry_client_test_base.h"
+#include "tests/images/unpack_fixture.h"
 #include "tests/support/assertions.h"
 #include "tests/support/compression.h"
 #include "tests/support/image_builder.h"
@@ -30,7 +26,6 @@ namespace strata::images {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 using archive::TarEntry;
 using archive::TarEntryType;
 using test_support::Compression;
@@ -86,34 +81,19 @@ Result<Layer> GzipBomb(uint64_t zeros) {
   return layer;
 }
 
-class MaliciousLayerTest : public registry::RegistryClientTest {
+class MaliciousLayerTest : public UnpackFixture {
  protected:
-  void SetUp() override {
-    STRATA_REQUIRE_ROOT();
-    RegistryClientTest::SetUp();
-    registry_ = StartTrustedRegistry();
-    ASSERT_TRUE(registry_);
-    auto root = test_support::TempRoot::Create("strata-malicious");
-    ASSERT_TRUE(root) << root.error().ToString();
-    root_ = std::make_unique<test_support::TempRoot>(std::move(*root));
+  MaliciousLayerTest() : UnpackFixture("strata-malicious") {}
+
+  void SetUpStrata() override {
     // <root>/sentinel sits next to <root>/store; a snapshot's upper dir is
     // <root>/store/snapshots/<n>/fs, so "../../../../sentinel" from it lands here.
     sentinel_ = root_->path() / "sentinel";
     fs::create_directories(sentinel_ / "dir");
     ASSERT_OK(AtomicWriteFile(sentinel_ / "keep", "original\n"));
     ASSERT_OK(AtomicWriteFile(sentinel_ / "dir" / "inner", "inner\n"));
-    auto store = store::Store::Open(root_->path() / "store");
-    ASSERT_TRUE(store) << store.error().ToString();
-    store_ = std::move(*store);
-    auto snapshots = snapshotter::OverlaySnapshotter::Open(store_->root(), store_->db());
-    ASSERT_TRUE(snapshots) << snapshots.error().ToString();
-    snapshots_ = std::move(*snapshots);
-    authorizer_ = std::make_unique<registry::Authorizer>(*client_, Fixed(std::nullopt));
-    registry::ResolverOptions options;
-    options.retry = {.max_attempts = 2, .initial_backoff = 1ms, .jitter = 0};
-    options.sleep = [](std::chrono::milliseconds) {};
-    resolver_ = std::make_unique<registry::Resolver>(*authorizer_, std::move(options));
-    fetcher_ = std::make_unique<registry::Fetcher>(*resolver_, store_->content(), &store_->leases());
+    MakeFastResolver(2);
+    ASSERT_NO_FATAL_FAILURE(OpenRoot(strata_, "store"));
     auto before = test_support::ScanTree(sentinel_, {.compare_mtimes = true, .compare_dir_mtimes = true});
     ASSERT_TRUE(before) << before.error().ToString();
     sentinel_before_ = std::move(*before);
@@ -125,10 +105,7 @@ class MaliciousLayerTest : public registry::RegistryClientTest {
     for (const Layer& layer : layers) builder.AddLayer(layer);
     auto pushed = builder.PushTo(*registry_, repository, "1");
     if (!pushed) return std::unexpected(pushed.error().WithContext("push (test setup)"));
-    PullOptions options;
-    options.unpack_into = snapshots_.get();
-    options.unpack_limits = limits;
-    return Pull(*resolver_, *fetcher_, *store_, Ref(registry_->host() + "/" + repository + ":1"), options);
+    return PullInto(strata_, registry_->host() + "/" + repository + ":1", /*unpack=*/true, limits);
   }
 
   // The pull of `layers` fails, its message holds every one of `reasons`, and nothing leaked.
@@ -143,7 +120,7 @@ class MaliciousLayerTest : public registry::RegistryClientTest {
           << "expected \"" << reason << "\" in: " << result.error().ToString();
     }
     last_error_ = result.error().ToString();
-    EXPECT_FALSE(store_->images().Get(registry_->host() + "/" + repository + ":1"));
+    EXPECT_FALSE(strata_.store->images().Get(registry_->host() + "/" + repository + ":1"));
     ExpectNothingLeaked();
   }
 
@@ -160,22 +137,16 @@ class MaliciousLayerTest : public registry::RegistryClientTest {
     std::ranges::sort(top);
     EXPECT_EQ(top, (std::vector<std::string>{"sentinel", "store"}));
     // No snapshot of the pull: neither committed nor "extract-...".
-    std::vector<std::string> names;
-    auto filter = store::Filter::Parse({});
-    ASSERT_TRUE(filter);
-    ASSERT_OK(snapshots_->Walk(*filter, [&](const snapshotter::SnapshotInfo& info) {
-      names.push_back(info.name + " (" + std::string(snapshotter::KindName(info.kind)) + ")");
-      return true;
-    }));
+    std::vector<std::string> names = SnapshotNames(strata_);
     EXPECT_TRUE(names.empty()) << "snapshots left: " << fmt::format("{}", fmt::join(names, ", "));
     // Their directories went too.
     std::vector<std::string> dirs;
-    if (fs::exists(store_->root() / "snapshots")) {
-      for (const auto& entry : fs::directory_iterator(store_->root() / "snapshots")) dirs.push_back(entry.path().string());
+    if (fs::exists(strata_.store->root() / "snapshots")) {
+      for (const auto& entry : fs::directory_iterator(strata_.store->root() / "snapshots")) dirs.push_back(entry.path().string());
     }
     EXPECT_TRUE(dirs.empty()) << "snapshot dirs left: " << fmt::format("{}", fmt::join(dirs, ", "));
     // The content store is consistent.
-    auto report = store_->Check();
+    auto report = strata_.store->Check();
     ASSERT_TRUE(report) << report.error().ToString();
     std::vector<std::string> problems;
     for (const auto& problem : report->problems) problems.push_back(problem.kind + " " + problem.subject + ": " + problem.detail);
@@ -184,13 +155,9 @@ class MaliciousLayerTest : public registry::RegistryClientTest {
 
   std::string Outside(std::string_view name) const { return (sentinel_ / name).string(); }
 
-  std::unique_ptr<test_support::RegistryFixture> registry_;
-  std::unique_ptr<test_support::TempRoot> root_;
   fs::path sentinel_;
   std::vector<test_support::TreeEntry> sentinel_before_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<snapshotter::OverlaySnapshotter> snapshots_;
-  std::unique_ptr<registry::Fetcher> fetcher_;
+  StrataRoot strata_;
   std::string last_error_;
 };
 
@@ -264,8 +231,8 @@ TEST_F(MaliciousLayerTest, DeviceNodesStayInsideTheSnapshotAndEscapingOnesAreRef
                            "dev/sda", 8, 0, {.mode = 0660})));
   ASSERT_OK_AND_ASSIGN(PullResult pulled, PushAndPull("devices/ok", {devices}));
   ASSERT_EQ(pulled.chain_ids.size(), 1u);
-  ASSERT_OK_AND_ASSIGN(snapshotter::SnapshotRecord record, snapshots_->records().Get(pulled.chain_ids[0].ToString()));
-  const fs::path fs_dir = snapshots_->layout().FsDir(record.id);
+  ASSERT_OK_AND_ASSIGN(snapshotter::SnapshotRecord record, strata_.snapshots->records().Get(pulled.chain_ids[0].ToString()));
+  const fs::path fs_dir = strata_.snapshots->layout().FsDir(record.id);
   ASSERT_OK_AND_ASSIGN(auto entries, test_support::ScanTree(fs_dir));
   std::vector<std::string> devs;
   for (const auto& entry : entries) {
@@ -277,8 +244,8 @@ TEST_F(MaliciousLayerTest, DeviceNodesStayInsideTheSnapshotAndEscapingOnesAreRef
   ASSERT_TRUE(after);
   EXPECT_TRUE(test_support::CompareEntries(sentinel_before_, *after, {.compare_mtimes = true, .compare_dir_mtimes = true}).empty());
   // Remove is metadata-only; Cleanup reclaims the directory.
-  ASSERT_OK(snapshots_->Remove(pulled.chain_ids[0].ToString()));
-  ASSERT_OK(snapshots_->Cleanup());
+  ASSERT_OK(strata_.snapshots->Remove(pulled.chain_ids[0].ToString()));
+  ASSERT_OK(strata_.snapshots->Cleanup());
 
   ASSERT_OK_AND_ASSIGN(auto escaping,
                        Build(LayerBuilder().Entry(TarEntry{.name = "../../../../sentinel/null",

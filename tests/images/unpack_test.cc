@@ -15,26 +15,20 @@
 #include "images/pull.h"
 #include "images/unpack.h"
 #include "oci/chain_id.h"
-#include "registry/fetcher.h"
-#include "snapshotter/overlay_snapshotter.h"
-#include "store/filters.h"
-#include "store/store.h"
-#include "tests/registry/registry_client_test_base.h"
+#include "tests/images/unpack_fixture.h"
 #include "tests/support/assertions.h"
+#include "tests/support/every_kind_image.h"
 #include "tests/support/fault_proxy.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/oci_layout.h"
 #include "tests/support/registry_fixture.h"
-#include "tests/support/root.h"
 #include "tests/support/tree_compare.h"
 
 namespace strata::images {
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
 using test_support::Compression;
-using test_support::EntryAttrs;
 using test_support::FaultAction;
 using test_support::FaultProxy;
 using test_support::FaultRule;
@@ -42,125 +36,6 @@ using test_support::LayerBuilder;
 using test_support::ManifestFormat;
 using test_support::RandomBytes;
 using test_support::TreeEntry;
-
-// Each layer stamps its own mtime, so a view showing the wrong layer's entry shows in mtimes too.
-constexpr int64_t kBaseMtime = test_support::kDefaultEntryMtime;
-constexpr int64_t kMiddleMtime = kBaseMtime + 86'400;
-constexpr int64_t kTopMtime = kBaseMtime + 2 * 86'400;
-
-EntryAttrs Attrs(uint32_t mode, uint64_t uid = 0, uint64_t gid = 0, std::map<std::string, std::string> xattrs = {},
-                 int64_t mtime = kBaseMtime) {
-  return EntryAttrs{.mode = mode, .uid = uid, .gid = gid, .mtime = {mtime, 0}, .xattrs = std::move(xattrs)};
-}
-EntryAttrs Middle(uint32_t mode, uint64_t uid = 0, uint64_t gid = 0, std::map<std::string, std::string> xattrs = {}) {
-  return Attrs(mode, uid, gid, std::move(xattrs), kMiddleMtime);
-}
-EntryAttrs Top(uint32_t mode, uint64_t uid = 0, uint64_t gid = 0) { return Attrs(mode, uid, gid, {}, kTopMtime); }
-
-// The recipe of tests/snapshotter/umoci_tree_test.cc: every entry kind and odd names...
-LayerBuilder BaseLayer() {
-  const std::string long_name(120, 'n');
-  LayerBuilder layer;
-  layer.Dir("bin")
-      .File("bin/busybox", "#!busybox\n", Attrs(0755))
-      .File("bin/su", "su\n", Attrs(04755))
-      .File("bin/wall", "wall\n", Attrs(02755, 0, 5))
-      .Symlink("bin/sh", "busybox")
-      .Dir("etc")
-      .File("etc/passwd", "root:x:0:0::/root:/bin/sh\n")
-      .File("etc/shadow", "root:*::0:::::\n", Attrs(0600))
-      .File("etc/motd", "to be whited out\n")
-      .File("etc/empty", "")
-      .Symlink("etc/localtime", "/usr/share/zoneinfo/UTC")
-      .Dir("tmp", Attrs(01777))
-      .Dir("home")
-      .Dir("home/user", Attrs(0700, 1000, 1000))
-      .Dir("home/user/shared", Attrs(02775, 1000, 100, {{"user.purpose", "team"}}))
-      .File("home/user/shared/notes.txt", "notes\n", Attrs(0640, 1000, 100))
-      .Dir("usr")
-      .Dir("usr/bin")
-      .File("usr/bin/tool", "tool v1\n", Attrs(0755))
-      .Hardlink("usr/bin/tool-a", "usr/bin/tool")
-      .Hardlink("usr/bin/tool-b", "usr/bin/tool")
-      .Dir("run")
-      .Fifo("run/initctl", Attrs(0600))
-      .Dir("dev")
-      .CharDevice("dev/null", 1, 3, Attrs(0666))
-      .BlockDevice("dev/loop0", 7, 0, Attrs(0660, 0, 6))
-      .Dir("attrs")
-      .File("attrs/user-x", "u\n",
-            Attrs(0644, 0, 0, {{"user.comment", "hello"}, {"user.bin", std::string("\0\x01\xff", 3)}}))
-      .File("attrs/trusted-x", "t\n", Attrs(0644, 0, 0, {{"trusted.strata-test", "secret"}}))
-      .Dir("names")
-      .File("names/" + long_name, "long\n")
-      .File("names/h\xc3\xa9llo-\xe4\xb8\x96\xe7\x95\x8c.txt", "non-ascii\n")
-      .Dir("data")
-      .File("data/big.bin", RandomBytes(1 << 20, 7))
-      .Dir("old")
-      .Dir("old/nested")
-      .File("old/nested/file", "gone with old/\n")
-      .Dir("opaque")
-      .File("opaque/lower-a", "hidden by opaque\n")
-      .Dir("opaque/lower-dir")
-      .Dir("replaced")
-      .File("replaced/child", "gone when replaced/ becomes a file\n")
-      .File("file2dir", "becomes a dir\n");
-  return layer;
-}
-
-// ...modifies, replaces, whiteouts, makes a dir opaque...
-LayerBuilder MiddleLayer() {
-  LayerBuilder layer;
-  layer.Dir("etc", Middle(0755))
-      .File("etc/passwd", "root:x:0:0::/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n", Middle(0644))
-      .File("etc/shadow", "root:!::0:::::\n", Middle(0640, 0, 42))
-      .Whiteout("etc/motd")
-      .File("etc/new.conf", "added in layer 2\n", Middle(0644))
-      .Dir("bin", Middle(0755))
-      .Symlink("bin/sh", "/bin/busybox", Middle(0777))
-      .Whiteout("old")
-      .Dir("opaque", Middle(0750, 0, 0, {{"user.layer", "2"}}))
-      .OpaqueDir("opaque")
-      .File("opaque/upper-b", "visible\n", Middle(0644))
-      .Dir("usr", Middle(0755))
-      .Dir("usr/bin", Middle(0755))
-      .File("usr/bin/tool-b", "tool-b split off\n", Middle(0755))
-      .Dir("home", Middle(0755))
-      .Dir("home/user", Middle(0700, 1000, 1000))
-      .File("home/user/.profile", "export A=1\n", Middle(0600, 1000, 1000));
-  return layer;
-}
-
-// ...and type replacements both ways plus a new hard-link group.
-LayerBuilder TopLayer() {
-  LayerBuilder layer;
-  layer.File("replaced", "now a file\n", Top(0600))
-      .Dir("file2dir", Top(0711))
-      .File("file2dir/inner", "inside\n", Top(0644))
-      .Dir("usr", Top(0755))
-      .Dir("usr/lib", Top(0755))
-      .File("usr/lib/libx.so.1", "ELF-ish\n", Top(0755))
-      .Hardlink("usr/lib/libx.so", "usr/lib/libx.so.1", Top(0755));
-  return layer;
-}
-
-// Unmounts (and removes the snapshot of) a strata mount on scope exit, whatever happened.
-struct MountGuard {
-  snapshotter::OverlaySnapshotter* snapshots = nullptr;
-  fs::path dir;
-  MountGuard() = default;
-  MountGuard(const MountGuard&) = delete;
-  MountGuard& operator=(const MountGuard&) = delete;
-  ~MountGuard() { Release(); }
-  void Release() {
-    if (snapshots == nullptr) return;
-    if (auto status = UnmountImage(*snapshots, dir); !status) {
-      ADD_FAILURE() << "unmount " << dir << ": " << status.error().ToString();
-      (void)test_support::UnmountAllBeneath(dir);
-    }
-    snapshots = nullptr;
-  }
-};
 
 const TreeEntry* Find(const std::vector<TreeEntry>& entries, const std::string& path) {
   auto it = std::ranges::find(entries, path, &TreeEntry::path);
@@ -173,121 +48,59 @@ std::vector<std::string> Paths(const std::vector<TreeEntry>& entries) {
   return paths;
 }
 
-class UnpackTest : public registry::RegistryClientTest {
+class UnpackTest : public UnpackFixture {
  protected:
-  void SetUp() override {
-    STRATA_REQUIRE_ROOT();
-    RegistryClientTest::SetUp();
-    registry_ = StartTrustedRegistry();
-    ASSERT_TRUE(registry_);
-    auto root = test_support::TempRoot::Create("strata-unpack");
-    ASSERT_TRUE(root) << root.error().ToString();
-    root_ = std::make_unique<test_support::TempRoot>(std::move(*root));
-    auto store = store::Store::Open(root_->path() / "store");
-    ASSERT_TRUE(store) << store.error().ToString();
-    store_ = std::move(*store);
-    auto snapshots = snapshotter::OverlaySnapshotter::Open(store_->root(), store_->db());
-    ASSERT_TRUE(snapshots) << snapshots.error().ToString();
-    snapshots_ = std::move(*snapshots);
-    MakeClient();
+  UnpackTest() : UnpackFixture("strata-unpack") {}
+
+  void SetUpStrata() override {
+    MakeFastResolver(4);
+    OpenRoot(strata_, "store");
   }
 
   void MakeClient(int max_attempts = 4) {
-    fetcher_.reset();
-    authorizer_ = std::make_unique<registry::Authorizer>(*client_, Fixed(std::nullopt));
-    registry::ResolverOptions options;
-    options.retry = {.max_attempts = max_attempts, .initial_backoff = 1ms, .jitter = 0};
-    options.sleep = [](std::chrono::milliseconds) {};
-    resolver_ = std::make_unique<registry::Resolver>(*authorizer_, std::move(options));
-    fetcher_ = std::make_unique<registry::Fetcher>(*resolver_, store_->content(), &store_->leases());
+    strata_.fetcher.reset();
+    MakeFastResolver(max_attempts);
+    MakeFetcher(strata_);
   }
 
-  Result<PullResult> PullRef(const std::string& text, bool unpack = true) {
-    PullOptions options;
-    if (unpack) options.unpack_into = snapshots_.get();
-    return Pull(*resolver_, *fetcher_, *store_, Ref(text), options);
-  }
+  Result<PullResult> PullRef(const std::string& text, bool unpack = true) { return PullInto(strata_, text, unpack); }
 
-  std::vector<snapshotter::SnapshotInfo> Snapshots() {
-    std::vector<snapshotter::SnapshotInfo> all;
-    auto filter = store::Filter::Parse({});
-    EXPECT_TRUE(filter);
-    auto walked = snapshots_->Walk(*filter, [&](const snapshotter::SnapshotInfo& info) {
-      all.push_back(info);
-      return true;
-    });
-    EXPECT_TRUE(walked) << walked.error().ToString();
-    return all;
-  }
+  std::vector<snapshotter::SnapshotInfo> Snapshots() { return UnpackFixture::Snapshots(strata_); }
 
   // Mounts image `name` on root_/<dir> (created) and arms `guard`.
-  Result<MountedImage> MountAt(MountGuard& guard, const std::string& name, const std::string& dir,
-                               bool writable = false) {
-    const fs::path target = root_->path() / dir;
-    fs::create_directories(target);
-    auto mounted = MountImage(*store_, *snapshots_, name, target, {.writable = writable});
-    if (mounted) {
-      guard.snapshots = snapshots_.get();
-      guard.dir = target;
-    }
-    return mounted;
+  Result<MountedImage> MountAt(MountGuard& guard, const std::string& name, const std::string& dir) {
+    return UnpackFixture::MountAt(strata_, guard, name, dir);
   }
 
-  static Result<test_support::BuiltImage> EveryKindImage() {
-    test_support::ImageBuilder builder;
-    for (const LayerBuilder& layer : {BaseLayer(), MiddleLayer(), TopLayer()}) {
-      auto built = layer.Build(Compression::kGzip);
-      if (!built) return std::unexpected(built.error());
-      builder.AddLayer(std::move(*built));
-    }
-    return builder.Build();
+  // A proxy to the registry that drops the connection of the first `first_n` GETs of
+  // `blob` after `body_bytes` bytes of its body.
+  Result<std::unique_ptr<FaultProxy>> DropBlobAfter(const Digest& blob, uint64_t body_bytes, int first_n) {
+    return FaultProxy::Start(registry_->url(), {FaultRule{.method = "GET",
+                                                          .path_regex = "/blobs/" + blob.ToString(),
+                                                          .action = FaultAction::kDropAfter,
+                                                          .body_bytes = body_bytes,
+                                                          .first_n = first_n}});
   }
 
   // Compares the mounted tree with umoci's unpack of `image`: everything including the
-  // mtimes of every entry, directories too, except the root's (no layer names "./": umoci
-  // leaves rootfs/ at mtime 0, our view shows the fs dir of the top snapshot as made).
+  // mtimes of every entry, directories too, except the root's.
   void ExpectSameAsUmoci(const fs::path& merged, const test_support::BuiltImage& image, const std::string& name) {
     ASSERT_OK(test_support::WriteOciLayout(image, root_->path() / ("layout-" + name), "latest"));
     ASSERT_OK_AND_ASSIGN(fs::path umoci_rootfs, test_support::UmociUnpack(root_->path() / ("layout-" + name), "latest",
                                                                           root_->path() / ("bundle-" + name)));
-    test_support::TreeCompareOptions options{.compare_mtimes = true, .compare_dir_mtimes = true};
-    ASSERT_OK_AND_ASSIGN(auto ours, test_support::ScanTree(merged, options));
-    ASSERT_OK_AND_ASSIGN(auto theirs, test_support::ScanTree(umoci_rootfs, options));
-    ASSERT_EQ(ours.at(0).path, ".");
-    ASSERT_EQ(theirs.at(0).path, ".");
-    ours[0].mtime_ns = theirs[0].mtime_ns;
-    std::vector<std::string> differences = test_support::CompareEntries(ours, theirs, options);
-    EXPECT_TRUE(differences.empty()) << "ours (A, pulled + mounted) vs umoci (B):\n  "
-                                     << fmt::format("{}", fmt::join(differences, "\n  "));
+    std::vector<TreeEntry> ours;
+    ASSERT_NO_FATAL_FAILURE(test_support::ExpectSameTreeAsUmoci(merged, umoci_rootfs, "pulled + mounted", ours));
     // The comparison is only as good as what the trees hold.
-    EXPECT_EQ(Find(ours, "etc/motd"), nullptr);
-    EXPECT_EQ(Find(ours, "old"), nullptr);
-    EXPECT_EQ(Find(ours, "opaque/lower-a"), nullptr);
-    ASSERT_NE(Find(ours, "opaque/upper-b"), nullptr);
-    ASSERT_NE(Find(ours, "replaced"), nullptr);
-    EXPECT_EQ(Find(ours, "replaced")->type, 'f');
-    ASSERT_NE(Find(ours, "file2dir"), nullptr);
-    EXPECT_EQ(Find(ours, "file2dir")->type, 'd');
-    ASSERT_NE(Find(ours, "usr/bin/tool-a"), nullptr);
-    EXPECT_EQ(Find(ours, "usr/bin/tool-a")->hardlink_group, "usr/bin/tool");
-    ASSERT_NE(Find(ours, "dev/loop0"), nullptr);
-    EXPECT_EQ(Find(ours, "dev/loop0")->type, 'b');
-    EXPECT_EQ(Find(ours, "bin/su")->mode, 04755u);
+    ASSERT_NO_FATAL_FAILURE(test_support::ExpectEveryKindCases(ours));
     EXPECT_EQ(Find(ours, "tmp")->mode, 01777u);
-    EXPECT_EQ(Find(ours, "attrs/trusted-x")->xattrs.count("trusted.strata-test"), 1u);
   }
 
   void ExpectNoSnapshots(const std::string& why) {
-    std::vector<std::string> names;
-    for (const auto& info : Snapshots()) names.push_back(info.name + " (" + std::string(snapshotter::KindName(info.kind)) + ")");
+    std::vector<std::string> names = SnapshotNames(strata_);
     EXPECT_TRUE(names.empty()) << why << ": " << fmt::format("{}", fmt::join(names, ", "));
   }
 
-  std::unique_ptr<test_support::RegistryFixture> registry_;
-  std::unique_ptr<test_support::TempRoot> root_;
-  std::unique_ptr<store::Store> store_;
-  std::unique_ptr<snapshotter::OverlaySnapshotter> snapshots_;
-  std::unique_ptr<registry::Fetcher> fetcher_;
+  StrataRoot strata_;
 };
 
 #define REQUIRE_UMOCI()                                                                         \
@@ -297,7 +110,8 @@ class UnpackTest : public registry::RegistryClientTest {
 
 TEST_F(UnpackTest, PulledAndMountedTreeMatchesUmociAndChainIsCommitted) {
   REQUIRE_UMOCI();
-  ASSERT_OK_AND_ASSIGN(auto image, EveryKindImage());
+  ASSERT_OK_AND_ASSIGN(auto every_kind, test_support::BuildEveryKindImage());
+  const test_support::BuiltImage& image = every_kind.image;
   test_support::TestHttpClient http(registry_->ClientOptions());
   ASSERT_OK_AND_ASSIGN(auto pushed, test_support::PushImage(http, registry_->url(), "every/kind", "1", image));
   const std::string name = registry_->host() + "/every/kind:1";
@@ -308,13 +122,13 @@ TEST_F(UnpackTest, PulledAndMountedTreeMatchesUmociAndChainIsCommitted) {
 
   // Each chainID committed over the one below; no extract snapshot is left.
   for (size_t i = 0; i < expected_chain.size(); ++i) {
-    ASSERT_OK_AND_ASSIGN(snapshotter::SnapshotInfo info, snapshots_->Stat(expected_chain[i].ToString()));
+    ASSERT_OK_AND_ASSIGN(snapshotter::SnapshotInfo info, strata_.snapshots->Stat(expected_chain[i].ToString()));
     EXPECT_EQ(info.kind, snapshotter::Kind::kCommitted) << i;
     EXPECT_EQ(info.parent, i == 0 ? "" : expected_chain[i - 1].ToString()) << i;
   }
   EXPECT_EQ(Snapshots().size(), 3u);
   // The config holds the top snapshot for GC.
-  ASSERT_OK_AND_ASSIGN(store::ContentInfo config, store_->content().Info(pushed.config_digest));
+  ASSERT_OK_AND_ASSIGN(store::ContentInfo config, strata_.store->content().Info(pushed.config_digest));
   EXPECT_EQ(config.labels["containerd.io/gc.ref.snapshot.overlayfs"], expected_chain.back().ToString());
 
   MountGuard guard;
@@ -323,7 +137,7 @@ TEST_F(UnpackTest, PulledAndMountedTreeMatchesUmociAndChainIsCommitted) {
   EXPECT_EQ(mounted.manifest.descriptor.digest, pushed.manifest_digest);
   ExpectSameAsUmoci(root_->path() / "merged", image, "pull");
   guard.Release();
-  EXPECT_FALSE(snapshots_->Stat(MountKey(root_->path() / "merged")));
+  EXPECT_FALSE(strata_.snapshots->Stat(MountKey(root_->path() / "merged")));
   EXPECT_EQ(Snapshots().size(), 3u);
 }
 
@@ -354,7 +168,7 @@ TEST_F(UnpackTest, SecondPullUnpacksNothingAndSharedLowerLayersAreReused) {
   EXPECT_EQ(two.chain_ids[0], one.chain_ids[0]);
   EXPECT_EQ(two.chain_ids[1], one.chain_ids[1]);
   EXPECT_NE(two.chain_ids[2], one.chain_ids[2]);
-  ASSERT_OK_AND_ASSIGN(auto top, snapshots_->Stat(two.chain_ids[2].ToString()));
+  ASSERT_OK_AND_ASSIGN(auto top, strata_.snapshots->Stat(two.chain_ids[2].ToString()));
   EXPECT_EQ(top.parent, one.chain_ids[1].ToString());
   EXPECT_EQ(Snapshots().size(), 4u);
 
@@ -366,7 +180,8 @@ TEST_F(UnpackTest, SecondPullUnpacksNothingAndSharedLowerLayersAreReused) {
 
 TEST_F(UnpackTest, FetchOnlyPullIsUnpackedFromTheStoreAtMountTime) {
   REQUIRE_UMOCI();
-  ASSERT_OK_AND_ASSIGN(auto image, EveryKindImage());
+  ASSERT_OK_AND_ASSIGN(auto every_kind, test_support::BuildEveryKindImage());
+  const test_support::BuiltImage& image = every_kind.image;
   test_support::TestHttpClient http(registry_->ClientOptions());
   ASSERT_OK(test_support::PushImage(http, registry_->url(), "every/later", "1", image));
   const std::string name = registry_->host() + "/every/later:1";
@@ -379,7 +194,7 @@ TEST_F(UnpackTest, FetchOnlyPullIsUnpackedFromTheStoreAtMountTime) {
   ASSERT_OK_AND_ASSIGN(MountedImage mounted, MountAt(guard, name, "merged"));
   EXPECT_EQ(mounted.chain_ids, oci::ChainIDs(image.diff_ids));
   for (const Digest& chain_id : mounted.chain_ids) {
-    ASSERT_OK_AND_ASSIGN(auto info, snapshots_->Stat(chain_id.ToString()));
+    ASSERT_OK_AND_ASSIGN(auto info, strata_.snapshots->Stat(chain_id.ToString()));
     EXPECT_EQ(info.kind, snapshotter::Kind::kCommitted);
   }
   ExpectSameAsUmoci(root_->path() / "merged", image, "stored");
@@ -393,19 +208,14 @@ TEST_F(UnpackTest, CutDownloadFailsCleanlyAndTheNextPullUnpacksFromTheResumedBlo
   test_support::ImageBuilder builder;
   builder.AddLayer(big_layer).AddLayer(small_layer);
   ASSERT_OK(builder.PushTo(*registry_, "cut/app", "1"));
-  ASSERT_OK_AND_ASSIGN(auto proxy, FaultProxy::Start(registry_->url(),
-                                                     {FaultRule{.method = "GET",
-                                                                .path_regex = "/blobs/" + big_layer.digest.ToString(),
-                                                                .action = FaultAction::kDropAfter,
-                                                                .body_bytes = 700'000,
-                                                                .first_n = 1}}));
+  ASSERT_OK_AND_ASSIGN(auto proxy, DropBlobAfter(big_layer.digest, 700'000, 1));
   const std::string name = proxy->host() + "/cut/app:1";
   MakeClient(/*max_attempts=*/1);
   auto failed = PullRef(name);
   ASSERT_FALSE(failed);
   EXPECT_EQ(failed.error().code(), ErrorCode::kUnavailable) << failed.error().ToString();
   ExpectNoSnapshots("after the cut pull");
-  EXPECT_FALSE(store_->images().Get(name));
+  EXPECT_FALSE(strata_.store->images().Get(name));
 
   // The next pull resumes the ingest at 700000: the stream is not the whole blob, so the
   // layer is applied from the stored blob once it is verified.
@@ -434,12 +244,7 @@ TEST_F(UnpackTest, DroppedConnectionResumedWithinOnePullKeepsStreaming) {
   test_support::ImageBuilder builder;
   builder.AddLayer(big_layer);
   ASSERT_OK(builder.PushTo(*registry_, "drop/app", "1"));
-  ASSERT_OK_AND_ASSIGN(auto proxy, FaultProxy::Start(registry_->url(),
-                                                     {FaultRule{.method = "GET",
-                                                                .path_regex = "/blobs/" + big_layer.digest.ToString(),
-                                                                .action = FaultAction::kDropAfter,
-                                                                .body_bytes = 1'000'000,
-                                                                .first_n = 2}}));
+  ASSERT_OK_AND_ASSIGN(auto proxy, DropBlobAfter(big_layer.digest, 1'000'000, 2));
   const std::string name = proxy->host() + "/drop/app:1";
   ASSERT_OK_AND_ASSIGN(PullResult pulled, PullRef(name));
   EXPECT_EQ(pulled.layers_unpacked, 1);
@@ -505,11 +310,11 @@ TEST_F(UnpackTest, DiffIdMismatchFailsAndLeavesNoSnapshotOrImage) {
   EXPECT_NE(result.error().message().find(actual.ToString()), std::string::npos) << result.error().message();
   EXPECT_NE(result.error().message().find(claimed.ToString()), std::string::npos) << result.error().message();
   ExpectNoSnapshots("after the diffID mismatch");
-  EXPECT_FALSE(store_->images().Get(name));
+  EXPECT_FALSE(strata_.store->images().Get(name));
   // The snapshot directories went too.
   size_t dirs = 0;
-  if (fs::exists(store_->root() / "snapshots")) {
-    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(store_->root() / "snapshots")) ++dirs;
+  if (fs::exists(strata_.store->root() / "snapshots")) {
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator(strata_.store->root() / "snapshots")) ++dirs;
   }
   EXPECT_EQ(dirs, 0u);
 }
