@@ -14,14 +14,16 @@
 // --variant=minbase rootfs packed as one gzip layer, and "3layer", ~190 MiB of generated,
 // deterministic gzip layers of many small and medium files (~2:1). Each is pushed with skopeo
 // into one loopback docker-registry, untimed.
-// Every run starts from fresh state (new store, new containerd, new directory), then
+// Every run starts from fresh state (new store, new containerd, new directory; by default on a
+// freshly made loop-mounted ext4 of its own, see ScratchFilesystem; --fresh-fs 0 keeps it
+// in the work dir instead), then
 // `sync; echo 3 > /proc/sys/vm/drop_caches` -- the registry's files are dropped too, alike
 // for all -- then the one timed command. The order of the three rotates round by round.
 // Peak RSS is the measured process's ru_maxrss (wait4); for containerd, the daemon's VmHWM
 // is reported too, since it does the unpacking.
 //
 //   strata-bench-unpack [--rounds N] [--images minbase,3layer] [--strata PATH]
-//                       [--cache-dir DIR] [--work-dir DIR]
+//                       [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]
 // Needs root (drop_caches, containerd, overlay mounts). Everything temporary lives in a fresh
 // directory under --work-dir (default $TMPDIR or /tmp), removed at the end with any mount
 // left under it; only processes started here are stopped, by pid.
@@ -67,12 +69,13 @@ struct Options {
   fs::path strata;
   fs::path cache_dir = "/var/tmp/strata-bench-cache";
   fs::path work_dir;  // empty: $TMPDIR or /tmp
+  bool fresh_fs = true;  // each run's state on a fresh loop-mounted ext4 (ScratchFilesystem)
 };
 
 Options ParseOptions(int argc, char** argv) {
   const bench::CommandLine command_line(
       "strata-bench-unpack",
-      "[--rounds N] [--images minbase,3layer] [--strata PATH] [--cache-dir DIR] [--work-dir DIR]");
+      "[--rounds N] [--images minbase,3layer] [--strata PATH] [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]");
   Options options;
   command_line.Parse(argc, argv, [&](std::string_view flag, std::string_view value) {
     if (flag == "--rounds") {
@@ -93,6 +96,9 @@ Options ParseOptions(int argc, char** argv) {
       options.strata = fs::path(value);
     } else if (flag == "--cache-dir") {
       options.cache_dir = fs::path(value);
+    } else if (flag == "--fresh-fs") {
+      if (value != "0" && value != "1") command_line.Usage(2);
+      options.fresh_fs = value == "1";
     } else if (flag == "--work-dir") {
       options.work_dir = fs::path(value);
     } else {
@@ -146,6 +152,25 @@ struct Bench {
   std::string LogTail() const { return bench::FileTail(log); }
 };
 
+// Where one run keeps its state: `name` on a fresh filesystem of its own (kept alive by
+// the returned holder), or `name` in the work dir with --fresh-fs 0.
+struct RunState {
+  std::unique_ptr<bench::ScratchFilesystem> filesystem;
+  fs::path dir;
+};
+Result<RunState> PrepareRunState(const Bench& bench, const std::string& name) {
+  RunState state;
+  if (bench.options.fresh_fs) {
+    STRATA_ASSIGN_OR_RETURN(state.filesystem,
+                            bench::ScratchFilesystem::Create(bench.work / ("fs-" + name), 8ULL << 30, bench.log));
+    state.dir = state.filesystem->mountpoint() / name;
+  } else {
+    state.dir = bench.work / name;
+    STRATA_RETURN_IF_ERROR(bench::RemoveTree(state.dir));
+  }
+  return state;
+}
+
 // Counts the directory entries under root/snapshots/*/fs (what strata unpacked).
 std::string DescribeStrataSnapshots(const fs::path& root) {
   std::error_code ec;
@@ -167,8 +192,8 @@ std::string DescribeStrataSnapshots(const fs::path& root) {
 }
 
 Result<double> RunStrata(const Bench& bench, Contest& contest, int round) {
-  const fs::path root = bench.work / fmt::format("strata-{}-{}", contest.image, round);
-  STRATA_RETURN_IF_ERROR(bench::RemoveTree(root));
+  STRATA_ASSIGN_OR_RETURN(const RunState state, PrepareRunState(bench, fmt::format("strata-{}-{}", contest.image, round)));
+  const fs::path root = state.dir;
   const fs::path out = bench.work / "strata.out";
   STRATA_RETURN_IF_ERROR(bench::DropCaches());
   const std::vector<std::string> args = {bench.options.strata.native(), "--root", root.native(), "pull",
@@ -193,8 +218,9 @@ Result<double> RunStrata(const Bench& bench, Contest& contest, int round) {
 }
 
 Result<double> RunContainerd(const Bench& bench, Contest& contest, int round) {
-  const fs::path dir = bench.work / fmt::format("containerd-{}-{}", contest.image, round);
-  STRATA_RETURN_IF_ERROR(bench::RemoveTree(dir));
+  STRATA_ASSIGN_OR_RETURN(const RunState state,
+                          PrepareRunState(bench, fmt::format("containerd-{}-{}", contest.image, round)));
+  const fs::path dir = state.dir;
   Result<double> seconds;
   uint64_t client_rss = 0;
   uint64_t daemon_rss = 0;
@@ -246,8 +272,8 @@ Result<double> RunContainerd(const Bench& bench, Contest& contest, int round) {
 }
 
 Result<double> RunSkopeo(const Bench& bench, Contest& contest, int round) {
-  const fs::path dest = bench.work / fmt::format("skopeo-{}-{}", contest.image, round);
-  STRATA_RETURN_IF_ERROR(bench::RemoveTree(dest));
+  STRATA_ASSIGN_OR_RETURN(const RunState state, PrepareRunState(bench, fmt::format("skopeo-{}-{}", contest.image, round)));
+  const fs::path dest = state.dir;
   STRATA_RETURN_IF_ERROR(bench::DropCaches());
   const std::vector<std::string> args = {"skopeo", "copy", "-q", "--src-tls-verify=false",
                                          "docker://" + bench.Ref(contest.image), "oci:" + dest.native() + ":1"};

@@ -12,6 +12,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <span>
 #include <sstream>
@@ -205,6 +206,32 @@ Status RemoveTree(const fs::path& dir) {
   fs::remove_all(dir, ec);
   if (ec) return Fail(ErrorCode::kInternal, "remove {}: {}", dir.native(), ec.message());
   return {};
+}
+
+Result<std::unique_ptr<ScratchFilesystem>> ScratchFilesystem::Create(const fs::path& dir, uint64_t size_bytes,
+                                                                      const fs::path& log) {
+  STRATA_RETURN_IF_ERROR(RemoveTree(dir));
+  std::unique_ptr<ScratchFilesystem> scratch(new ScratchFilesystem(dir));
+  STRATA_RETURN_IF_ERROR(MakeDirs(scratch->mountpoint_));
+  const fs::path image = dir / "fs.img";
+  std::error_code ec;
+  { std::ofstream(image).flush(); }
+  fs::resize_file(image, size_bytes, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "size {}: {}", image.native(), ec.message());
+  if (!RunLogged({"mkfs.ext4", "-q", "-F", image.native()}, log)) {
+    return Fail(ErrorCode::kInternal, "mkfs.ext4 {} failed: {}", image.native(), FileTail(log));
+  }
+  if (!RunLogged({"mount", "-o", "loop", image.native(), scratch->mountpoint_.native()}, log)) {
+    return Fail(ErrorCode::kInternal, "mount -o loop {} failed: {}", image.native(), FileTail(log));
+  }
+  scratch->mounted_ = true;
+  return scratch;
+}
+
+ScratchFilesystem::~ScratchFilesystem() {
+  if (mounted_) (void)UnmountUnder(mountpoint_);  // the loop device goes with the last unmount
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
 }
 
 Result<LayoutImage> WriteSingleLayerLayout(const fs::path& layout, const fs::path& rootfs_tar) {
