@@ -25,7 +25,7 @@ Result<size_t> FdReader::Read(std::span<char> buffer) {
 
 Result<size_t> DigestingReader::Read(std::span<char> buffer) {
   STRATA_ASSIGN_OR_RETURN(size_t n, inner_.Read(buffer));
-  digester_.Update(buffer.data(), n);
+  digester_.Update(std::string_view(buffer.data(), n));
   return n;
 }
 

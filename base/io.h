@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/background_digester.h"
 #include "base/digest.h"
 #include "base/error.h"
 
@@ -44,7 +45,9 @@ class FdReader : public ByteReader {
 };
 
 // Passes another reader's bytes through, hashing them on the way (a layer's diffID is the
-// digest of the tar its decompressor yields). REQUIRES: `inner` outlives this reader.
+// digest of the tar its decompressor yields). The hash runs on a thread of its own
+// (BackgroundDigester), so the reader's caller keeps its core. REQUIRES: `inner` outlives
+// this reader.
 class DigestingReader : public ByteReader {
  public:
   explicit DigestingReader(ByteReader& inner, DigestAlgorithm algorithm = DigestAlgorithm::kSha256)
@@ -56,7 +59,7 @@ class DigestingReader : public ByteReader {
 
  private:
   ByteReader& inner_;
-  Digester digester_;
+  BackgroundDigester digester_;
 };
 
 // Reads until `buffer` is full or the stream ends; returns the count (< size only at the end).
