@@ -85,7 +85,8 @@ Result<LayerUnpack::Applied> LayerUnpack::ApplyFrom(ByteReader& blob) {
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<ByteReader> tar,
                           compression ? archive::NewDecompressingReader(blob, *compression, guard)
                                       : archive::NewAutoDecompressingReader(blob, guard));
-  // Decompression and the diffID hash on one core, the apply's system calls on another.
+  // Three stages on three threads: decompression (read ahead), the diffID hash (inside
+  // DigestingReader) and, here, the apply's system calls.
   DigestingReader hashed(*tar);
   ReadAheadReader tar_stream(hashed);
   STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(tar_stream, dir_));
