@@ -50,8 +50,10 @@ class FdReader : public ByteReader {
 // this reader.
 class DigestingReader : public ByteReader {
  public:
+  // Small buffers: the hash outruns any decompressor, so a short queue keeps up, and a pull
+  // runs one of these per layer at once.
   explicit DigestingReader(ByteReader& inner, DigestAlgorithm algorithm = DigestAlgorithm::kSha256)
-      : inner_(inner), digester_(algorithm) {}
+      : inner_(inner), digester_(algorithm, /*buffer_size=*/256 << 10, /*max_buffered=*/1 << 20) {}
   Result<size_t> Read(std::span<char> buffer) override;
   uint64_t bytes() const { return digester_.bytes(); }
   // The digest of every byte read so far. REQUIRES: called once, after the last Read.

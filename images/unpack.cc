@@ -88,7 +88,7 @@ Result<LayerUnpack::Applied> LayerUnpack::ApplyFrom(ByteReader& blob) {
   // Three stages on three threads: decompression (read ahead), the diffID hash (inside
   // DigestingReader) and, here, the apply's system calls.
   DigestingReader hashed(*tar);
-  ReadAheadReader tar_stream(hashed);
+  ReadAheadReader tar_stream(hashed, /*chunk_size=*/256 << 10, /*capacity=*/1 << 20);
   STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(tar_stream, dir_));
   // The diffID covers the whole tar, padding after the end-of-archive blocks included.
   std::string rest(64 * 1024, '\0');
