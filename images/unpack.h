@@ -59,7 +59,6 @@ class LayerUnpack {
   // When another pull committed the same chainID first, ours is dropped and theirs kept.
   Status Commit(const std::string& parent);
 
-  const Digest& chain_id() const { return chain_id_; }
   // The snapshot's upper dir, and the directories the apply created only as parents of
   // other entries (archive::ApplyStats::implied_dirs); valid after Finish.
   const std::filesystem::path& dir() const { return dir_; }
