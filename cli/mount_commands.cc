@@ -45,7 +45,7 @@ void RunMount(const MountArgs& args, const GlobalOptions& global) {
     json out = {{"image", name},
                 {"manifest", mounted.manifest.descriptor.digest.ToString()},
                 {"snapshot", mounted.key},
-                {"target", fs::absolute(args.dir).lexically_normal().string()},
+                {"target", images::MountTarget(args.dir)},
                 {"writable", args.writable},
                 {"layers", mounted.chain_ids.size()}};
     fmt::print("{}\n", out.dump());

@@ -31,7 +31,9 @@ Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content,
   return StoredManifest{.descriptor = descriptor, .manifest = std::move(manifest)};
 }
 
-std::string MountKey(const fs::path& dir) { return "strata-mount:" + fs::absolute(dir).lexically_normal().string(); }
+std::string MountTarget(const fs::path& dir) { return fs::absolute(dir).lexically_normal().string(); }
+
+std::string MountKey(const fs::path& dir) { return "strata-mount:" + MountTarget(dir); }
 
 Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                 const std::string& image_name, const fs::path& dir, const MountOptions& options) {
@@ -41,7 +43,7 @@ Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapsho
   STRATA_ASSIGN_OR_RETURN(mounted.chain_ids,
                           UnpackStored(store.content(), snapshots, mounted.manifest.manifest, options.limits));
   const std::string parent = mounted.chain_ids.empty() ? "" : mounted.chain_ids.back().ToString();
-  const store::Labels labels{{std::string(kLabelMountTarget), fs::absolute(dir).lexically_normal().string()},
+  const store::Labels labels{{std::string(kLabelMountTarget), MountTarget(dir)},
                              {std::string(kLabelMountImage), image_name},
                              {std::string(kLabelMountManifest), mounted.manifest.descriptor.digest.ToString()}};
   STRATA_ASSIGN_OR_RETURN(std::vector<snapshotter::Mount> mounts,

@@ -44,7 +44,10 @@ struct MountedImage {
   std::vector<Digest> chain_ids;
 };
 
-// The snapshot key a mount at `dir` (made absolute) uses.
+// `dir` as mounts are recorded: absolute and normalised, so the key, the label and what
+// the CLI prints agree however the directory was typed.
+std::string MountTarget(const std::filesystem::path& dir);
+// The snapshot key a mount at `dir` uses ("strata-mount:" + MountTarget(dir)).
 std::string MountKey(const std::filesystem::path& dir);
 
 // Mounts image `image_name` on existing directory `dir`. AlreadyExists when strata already
