@@ -78,6 +78,7 @@ void BuildApp(CLI::App& app, GlobalOptions& options) {
   AddLoginCommands(app, options);
   AddSnapshotCommands(app, options);
   AddMountCommands(app, options);
+  AddServeCommand(app, options);
 }
 
 }  // namespace strata::cli

@@ -65,5 +65,6 @@ void AddTagsCommand(CLI::App& app, const GlobalOptions& options);
 void AddLoginCommands(CLI::App& app, const GlobalOptions& options);
 void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options);
 void AddMountCommands(CLI::App& app, const GlobalOptions& options);
+void AddServeCommand(CLI::App& app, const GlobalOptions& options);
 
 }  // namespace strata::cli

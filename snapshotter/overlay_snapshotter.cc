@@ -48,7 +48,11 @@ Result<Usage> DiskUsage(const fs::path& dir) {
 
 Result<std::unique_ptr<OverlaySnapshotter>> OverlaySnapshotter::Open(const fs::path& root, store::MetaDB& db,
                                                                      std::string name) {
-  const fs::path snapshots_dir = root / "snapshots";
+  return OpenIn(root / "snapshots", db, std::move(name));
+}
+
+Result<std::unique_ptr<OverlaySnapshotter>> OverlaySnapshotter::OpenIn(const fs::path& snapshots_dir,
+                                                                       store::MetaDB& db, std::string name) {
   std::error_code ec;
   fs::create_directories(snapshots_dir, ec);
   if (ec) return Fail(ErrorCode::kInternal, "create {}: {}", snapshots_dir.string(), ec.message());

@@ -33,6 +33,10 @@ class OverlaySnapshotter {
   // namespace in the metadata. `db` must outlive the snapshotter.
   static Result<std::unique_ptr<OverlaySnapshotter>> Open(const std::filesystem::path& root, store::MetaDB& db,
                                                           std::string name = "overlayfs");
+  // The same with the directories in `snapshots_dir`. Every namespace needs a directory of
+  // its own: Cleanup removes whatever its records do not name.
+  static Result<std::unique_ptr<OverlaySnapshotter>> OpenIn(const std::filesystem::path& snapshots_dir,
+                                                            store::MetaDB& db, std::string name);
 
   // An active snapshot over committed `parent` ("" = empty), and its mounts. fs is 0755,
   // owned like the parent's fs root (containerd does the same).
