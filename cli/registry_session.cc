@@ -1,7 +1,5 @@
 #include "cli/registry_session.h"
 
-#include <cstdlib>
-
 #include "cli/app.h"
 
 namespace strata::cli {
@@ -17,41 +15,17 @@ void AddRegistryFlags(CLI::App* command, RegistryFlags& flags) {
       ->capture_default_str();
 }
 
-std::unique_ptr<RegistrySession> RegistrySession::OpenOrDie(const RegistryFlags& flags,
-                                                            const std::vector<oci::Reference>& references) {
-  std::filesystem::path certs_dir = flags.certs_dir;
-  if (certs_dir.empty()) {
-    const char* env = std::getenv("STRATA_CERTS_DIR");
-    certs_dir = env != nullptr && *env != '\0' ? env : "/etc/strata/certs.d";
-  }
-  registry::HostsOptions hosts_options{.config_dir = certs_dir};
-  if (flags.plain_http) {
-    for (const oci::Reference& reference : references) hosts_options.plain_http_hosts.insert(reference.ApiHost());
-  }
-  registry::HostsConfig hosts(std::move(hosts_options));
+registry::SessionOptions SessionOptionsFrom(const RegistryFlags& flags) {
+  registry::SessionOptions options;
+  options.plain_http = flags.plain_http;
+  options.certs_dir = flags.certs_dir.empty() ? registry::DefaultCertsDir() : std::filesystem::path(flags.certs_dir);
+  options.stall_timeout = std::chrono::seconds(std::max(1, flags.stall_timeout_seconds));
+  return options;
+}
 
-  registry::HttpClientOptions client_options;
-  client_options.certs_dir = certs_dir;
-  client_options.stall_timeout = std::chrono::seconds(std::max(1, flags.stall_timeout_seconds));
-  // hosts.toml's skip_verify: the transport learns these hosts once, up front.
-  for (const oci::Reference& reference : references) {
-    for (const registry::RegistryHost& host : OrDie(hosts.HostsFor(reference))) {
-      if (host.skip_verify) client_options.insecure_skip_verify_hosts.insert(host.host);
-    }
-  }
-
-  std::unique_ptr<RegistrySession> session(new RegistrySession());
-  session->client_ = OrDie(registry::HttpClient::Create(client_options));
-  session->credentials_ =
-      std::make_shared<registry::CredentialStore>(registry::CredentialStoreOptions::FromEnvironment());
-  session->authorizer_ = std::make_unique<registry::Authorizer>(
-      *session->client_, [credentials = session->credentials_](std::string_view host) {
-        return credentials->Lookup(host);
-      });
-  registry::ResolverOptions resolver_options;
-  resolver_options.hosts = std::move(hosts);
-  session->resolver_ = std::make_unique<registry::Resolver>(*session->authorizer_, std::move(resolver_options));
-  return session;
+std::unique_ptr<RegistrySession> OpenRegistrySessionOrDie(const RegistryFlags& flags,
+                                                          const std::vector<oci::Reference>& references) {
+  return OrDie(registry::Session::Open(SessionOptionsFrom(flags), references));
 }
 
 }  // namespace strata::cli

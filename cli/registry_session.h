@@ -1,6 +1,6 @@
 // What every command that talks to a registry shares: its flags (--plain-http,
-// --certs-dir, --stall-timeout) and the client objects built from them (transport,
-// credentials, authorizer, resolver).
+// --certs-dir, --stall-timeout) and the client objects built from them
+// (registry::Session: transport, credentials, authorizer, resolver).
 #pragma once
 
 #include <memory>
@@ -10,10 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "oci/reference.h"
-#include "registry/auth.h"
-#include "registry/credentials.h"
-#include "registry/http_client.h"
-#include "registry/resolver.h"
+#include "registry/session.h"
 
 namespace strata::cli {
 
@@ -27,25 +24,14 @@ struct RegistryFlags {
 // Adds --plain-http, --certs-dir and --stall-timeout to `command`.
 void AddRegistryFlags(CLI::App* command, RegistryFlags& flags);
 
-// The registry client of one command run. Members reference each other: not movable.
-class RegistrySession {
- public:
-  // `references`: the registries this command talks to; --plain-http applies to their
-  // upstream hosts. Die()s when the transport cannot be set up.
-  static std::unique_ptr<RegistrySession> OpenOrDie(const RegistryFlags& flags,
-                                                    const std::vector<oci::Reference>& references);
+// The flags as session options (certs_dir resolved from this process's environment).
+registry::SessionOptions SessionOptionsFrom(const RegistryFlags& flags);
 
-  registry::HttpClient& client() { return *client_; }
-  registry::CredentialStore& credentials() { return *credentials_; }
-  registry::Authorizer& authorizer() { return *authorizer_; }
-  registry::Resolver& resolver() { return *resolver_; }
+using RegistrySession = registry::Session;
 
- private:
-  RegistrySession() = default;
-  std::unique_ptr<registry::HttpClient> client_;
-  std::shared_ptr<registry::CredentialStore> credentials_;
-  std::unique_ptr<registry::Authorizer> authorizer_;
-  std::unique_ptr<registry::Resolver> resolver_;
-};
+// `references`: the registries this command talks to; --plain-http applies to their
+// upstream hosts. Die()s when the transport cannot be set up.
+std::unique_ptr<RegistrySession> OpenRegistrySessionOrDie(const RegistryFlags& flags,
+                                                          const std::vector<oci::Reference>& references);
 
 }  // namespace strata::cli
