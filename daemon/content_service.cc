@@ -73,16 +73,9 @@ grpc::Status ContentService::List(grpc::ServerContext* context, const api::ListC
       infos.push_back(info);
       return true;
     }));
-    api::ListContentResponse batch;
-    for (const auto& info : infos) {
-      ToProto(info, batch.add_info());
-      if (batch.info_size() == kListBatch) {
-        if (!writer->Write(batch)) return Fail(ErrorCode::kCanceled, "list: the client went away");
-        batch.Clear();
-      }
-    }
-    if (batch.info_size() > 0 && !writer->Write(batch)) return Fail(ErrorCode::kCanceled, "list: the client went away");
-    return {};
+    return StreamInBatches(writer, infos, kListBatch, [](const store::ContentInfo& info, api::ListContentResponse& out) {
+      ToProto(info, out.add_info());
+    });
   });
 }
 

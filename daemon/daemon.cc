@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "daemon/content_service.h"
+#include "daemon/images_service.h"
 #include "daemon/snapshots_service.h"
 
 namespace strata::daemon {
@@ -64,6 +65,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
 
   daemon->services_.push_back(std::make_unique<SnapshotsService>(*daemon->snapshotters_, *daemon->gate_));
   daemon->services_.push_back(std::make_unique<ContentService>(daemon->store_->content(), *daemon->gate_));
+  // strata.v1.Images works on the CLI's own snapshots ("overlayfs"), not containerd's.
+  STRATA_ASSIGN_OR_RETURN(daemon->image_snapshots_,
+                          snapshotter::OverlaySnapshotter::Open(daemon->store_->root(), daemon->store_->db()));
+  daemon->services_.push_back(
+      std::make_unique<ImagesService>(*daemon->store_, *daemon->image_snapshots_, *daemon->gate_));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
@@ -86,7 +92,17 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
 
 Status Daemon::Listen() {
   if (options_.inherited_listener >= 0) {
+    // systemd owns the socket file; we only learn its path (for daemon.json).
     listener_ = UniqueFd(options_.inherited_listener);
+    sockaddr_un address{};
+    socklen_t length = sizeof(address);
+    if (::getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      return ErrnoFail(errno, "getsockname of the inherited listener");
+    }
+    if (address.sun_family != AF_UNIX || address.sun_path[0] == '\0') {
+      return Fail(ErrorCode::kInvalidArgument, "the inherited listener is not a unix socket with a path");
+    }
+    options_.socket_path = address.sun_path;
     return {};
   }
   const fs::path& path = options_.socket_path;

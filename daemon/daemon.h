@@ -65,6 +65,7 @@ class Daemon {
   DaemonOptions options_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<Snapshotters> snapshotters_;
+  std::unique_ptr<snapshotter::OverlaySnapshotter> image_snapshots_;  // the Images service's
   std::unique_ptr<PeerGate> gate_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;

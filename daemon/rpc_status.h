@@ -3,6 +3,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 
 #include <google/protobuf/timestamp.pb.h>
 #include <grpcpp/grpcpp.h>
@@ -28,5 +29,23 @@ store::Timestamp FromProto(const google::protobuf::Timestamp& t);
 // rather than ending the daemon.
 grpc::Status Guarded(const PeerGate& gate, grpc::ServerContext* context, const char* method,
                      const std::function<Status()>& body);
+
+// Streams `items` in messages of up to `batch` each (containerd's List servers send 100),
+// `add(item, response)` appending one item to a response. Canceled when the client left.
+template <typename Response, typename Item, typename Add>
+Status StreamInBatches(grpc::ServerWriter<Response>* writer, const std::vector<Item>& items, int batch, Add add) {
+  Response response;
+  int in_response = 0;
+  for (const Item& item : items) {
+    add(item, response);
+    if (++in_response == batch) {
+      if (!writer->Write(response)) return Fail(ErrorCode::kCanceled, "list: the client went away");
+      response.Clear();
+      in_response = 0;
+    }
+  }
+  if (in_response > 0 && !writer->Write(response)) return Fail(ErrorCode::kCanceled, "list: the client went away");
+  return {};
+}
 
 }  // namespace strata::daemon

@@ -145,16 +145,10 @@ grpc::Status SnapshotsService::List(grpc::ServerContext* context, const api::Lis
       infos.push_back(info);
       return true;
     }));
-    api::ListSnapshotsResponse batch;
-    for (const auto& info : infos) {
-      ToProto(info, batch.add_info());
-      if (batch.info_size() == kListBatch) {
-        if (!writer->Write(batch)) return Fail(ErrorCode::kCanceled, "list: the client went away");
-        batch.Clear();
-      }
-    }
-    if (batch.info_size() > 0 && !writer->Write(batch)) return Fail(ErrorCode::kCanceled, "list: the client went away");
-    return {};
+    return StreamInBatches(writer, infos, kListBatch,
+                           [](const snapshotter::SnapshotInfo& info, api::ListSnapshotsResponse& out) {
+                             ToProto(info, out.add_info());
+                           });
   });
 }
 

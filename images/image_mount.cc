@@ -35,26 +35,37 @@ std::string MountTarget(const fs::path& dir) { return fs::absolute(dir).lexicall
 
 std::string MountKey(const fs::path& dir) { return "strata-mount:" + MountTarget(dir); }
 
+Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
+                                           const std::string& image_name, const std::string& key,
+                                           store::Labels labels, const MountOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));
+  PreparedImage prepared;
+  STRATA_ASSIGN_OR_RETURN(prepared.manifest, ResolveStoredManifest(store.content(), image.target, options.platform));
+  STRATA_ASSIGN_OR_RETURN(prepared.chain_ids,
+                          UnpackStored(store.content(), snapshots, prepared.manifest.manifest, options.limits));
+  const std::string parent = prepared.chain_ids.empty() ? "" : prepared.chain_ids.back().ToString();
+  labels[std::string(kLabelMountImage)] = image_name;
+  labels[std::string(kLabelMountManifest)] = prepared.manifest.descriptor.digest.ToString();
+  STRATA_ASSIGN_OR_RETURN(prepared.mounts, options.writable ? snapshots.Prepare(key, parent, labels)
+                                                            : snapshots.View(key, parent, labels));
+  return prepared;
+}
+
 Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                 const std::string& image_name, const fs::path& dir, const MountOptions& options) {
-  STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));
   MountedImage mounted{.key = MountKey(dir)};
-  STRATA_ASSIGN_OR_RETURN(mounted.manifest, ResolveStoredManifest(store.content(), image.target, options.platform));
-  STRATA_ASSIGN_OR_RETURN(mounted.chain_ids,
-                          UnpackStored(store.content(), snapshots, mounted.manifest.manifest, options.limits));
-  const std::string parent = mounted.chain_ids.empty() ? "" : mounted.chain_ids.back().ToString();
-  const store::Labels labels{{std::string(kLabelMountTarget), MountTarget(dir)},
-                             {std::string(kLabelMountImage), image_name},
-                             {std::string(kLabelMountManifest), mounted.manifest.descriptor.digest.ToString()}};
-  STRATA_ASSIGN_OR_RETURN(std::vector<snapshotter::Mount> mounts,
-                          options.writable ? snapshots.Prepare(mounted.key, parent, labels)
-                                           : snapshots.View(mounted.key, parent, labels));
-  for (const snapshotter::Mount& mount : mounts) {
+  STRATA_ASSIGN_OR_RETURN(PreparedImage prepared,
+                          PrepareImageSnapshot(store, snapshots, image_name, mounted.key,
+                                               {{std::string(kLabelMountTarget), MountTarget(dir)}}, options));
+  for (const snapshotter::Mount& mount : prepared.mounts) {
     if (auto status = snapshotter::MountAt(mount, dir); !status) {
       (void)snapshots.Remove(mounted.key);
       return Fail(status.error());
     }
   }
+  mounted.manifest = std::move(prepared.manifest);
+  mounted.chain_ids = std::move(prepared.chain_ids);
+  mounted.mounts = std::move(prepared.mounts);
   return mounted;
 }
 
@@ -70,6 +81,46 @@ Status UnmountImage(snapshotter::OverlaySnapshotter& snapshots, const fs::path& 
   }
   STRATA_RETURN_IF_ERROR(snapshots.Remove(key));
   return snapshots.Cleanup();  // Remove is metadata-only: reclaim the container's upper dir now
+}
+
+}  // namespace strata::images
+
+namespace strata::images {
+
+Result<LeasedImage> PrepareLeasedImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
+                                       const std::string& image_name, const MountOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(store::Lease lease,
+                          store.leases().Create("", {{std::string(kLabelMountImage), image_name}}));
+  LeasedImage leased{.lease = lease.id, .key = std::string(kLeaseKeyPrefix) + lease.id};
+  auto prepared = [&]() -> Status {
+    // The lease names the snapshot before it exists, so no moment has it unheld.
+    STRATA_RETURN_IF_ERROR(
+        store.leases().AddResource(leased.lease, {"snapshots/" + snapshots.name(), leased.key}));
+    STRATA_ASSIGN_OR_RETURN(leased.prepared, PrepareImageSnapshot(store, snapshots, image_name, leased.key, {}, options));
+    return {};
+  }();
+  if (!prepared) {
+    (void)store.leases().Delete(leased.lease);
+    return Fail(prepared.error());
+  }
+  return leased;
+}
+
+Status ReleaseLeasedImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots, const std::string& lease) {
+  STRATA_ASSIGN_OR_RETURN(store::Lease record, store.leases().Get(lease));
+  if (!record.labels.contains(std::string(kLabelMountImage))) {
+    return Fail(ErrorCode::kFailedPrecondition, "lease {} does not hold an image mount", lease);
+  }
+  STRATA_ASSIGN_OR_RETURN(std::vector<store::LeaseResource> resources, store.leases().ListResources(lease));
+  bool removed = false;
+  for (const store::LeaseResource& resource : resources) {
+    if (resource.type != "snapshots/" + snapshots.name()) continue;
+    Status status = snapshots.Remove(resource.id);
+    if (!status && status.error().code() != ErrorCode::kNotFound) return status;
+    removed = removed || status.has_value();
+  }
+  STRATA_RETURN_IF_ERROR(store.leases().Delete(lease));
+  return removed ? snapshots.Cleanup() : Status{};
 }
 
 }  // namespace strata::images

@@ -38,10 +38,26 @@ struct MountOptions {
   UnpackLimits limits;
 };
 
+// An image's snapshot, ready to mount.
+struct PreparedImage {
+  StoredManifest manifest;
+  std::vector<Digest> chain_ids;
+  std::vector<snapshotter::Mount> mounts;  // the snapshot's mounts (not applied anywhere)
+};
+
+// The manifest of image `image_name` for options.platform, its layers unpacked where no
+// pull did, and snapshot `key` over its top layer — active when options.writable, else a
+// view — labelled `labels` plus kLabelMountImage and kLabelMountManifest. Errors: the
+// image's (NotFound, unpack errors); AlreadyExists when `key` is taken.
+Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
+                                           const std::string& image_name, const std::string& key,
+                                           store::Labels labels, const MountOptions& options);
+
 struct MountedImage {
   std::string key;  // the snapshot holding the mount ("strata-mount:<dir>")
   StoredManifest manifest;
   std::vector<Digest> chain_ids;
+  std::vector<snapshotter::Mount> mounts;  // what was mounted on the directory
 };
 
 // `dir` as mounts are recorded: absolute and normalised, so the key, the label and what
@@ -59,5 +75,26 @@ Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapsho
 // Unmounts `dir` and removes its snapshot (a writable mount's changes go with it: commit
 // first to keep them). NotFound when strata has no mount there.
 Status UnmountImage(snapshotter::OverlaySnapshotter& snapshots, const std::filesystem::path& dir);
+
+// Mounts for someone else to apply (the daemon's Images.Mount without a target): the
+// image's snapshot held by a lease of its own, so it outlives the call and the caller.
+inline constexpr std::string_view kLeaseKeyPrefix = "strata-lease:";
+
+struct LeasedImage {
+  std::string lease;  // the lease's id
+  std::string key;    // the snapshot: kLeaseKeyPrefix + lease
+  PreparedImage prepared;
+};
+
+// A new lease (no expiry; labelled kLabelMountImage) holding snapshot "strata-lease:<id>"
+// of image `image_name`, prepared as PrepareImageSnapshot does. Nothing is mounted. On
+// failure neither the lease nor the snapshot is left behind.
+Result<LeasedImage> PrepareLeasedImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
+                                       const std::string& image_name, const MountOptions& options);
+
+// Removes the snapshots lease `lease` holds (a writable one's changes with them; whoever
+// mounted them unmounts first), then the lease, then reclaims their directories. NotFound
+// when there is no such lease; FailedPrecondition for a lease PrepareLeasedImage did not make.
+Status ReleaseLeasedImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots, const std::string& lease);
 
 }  // namespace strata::images

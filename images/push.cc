@@ -164,6 +164,11 @@ Result<PushImageResult> PushTree(registry::Pusher& pusher, store::Store& store, 
 
 }  // namespace
 
+std::string StoredImageName(const store::ImageStore& images, const std::string& text) {
+  if (auto parsed = oci::Reference::Parse(text); parsed && !images.Get(text)) return parsed->String();
+  return text;
+}
+
 Result<PushImageResult> PushImage(registry::Pusher& pusher, store::Store& store, const std::string& image_name,
                                   const oci::Reference& target, const PushImageOptions& options) {
   STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));

@@ -47,6 +47,11 @@ struct PushImageResult {
   std::string note;
 };
 
+// The image name `text` stands for in `images`: `text` itself when an image has exactly that
+// name, else its normalised form ("alpine" -> "docker.io/library/alpine:latest") when it
+// parses as a reference, else `text`.
+std::string StoredImageName(const store::ImageStore& images, const std::string& text);
+
 // Pushes the image recorded as `image_name` in `store` to `target` (its tag, or its digest
 // when it has one and no tag). NotFound when the image or a blob it needs is not in the
 // store; the pusher's errors otherwise (the first failure; other uploads stop).
