@@ -5,6 +5,8 @@
 #include <cstdlib>
 
 #include "base/log.h"
+#include "cli/daemon_client.h"
+#include "daemon/daemon.h"
 #include "oci/reference.h"
 #include "store/store.h"
 
@@ -25,7 +27,17 @@ void Die(const Error& error) {
 }
 
 std::unique_ptr<store::Store> OpenStoreOrDie(const GlobalOptions& options) {
-  return OrDie(store::Store::Open(options.root));
+  auto store = store::Store::Open(options.root);
+  if (!store && store.error().code() == ErrorCode::kFailedPrecondition) {
+    // A daemon holds the store while it serves it: say which, and what to do.
+    if (auto socket = daemon::FindDaemonSocket(options.root)) {
+      Die(Error(ErrorCode::kFailedPrecondition,
+                fmt::format("{}: the strata daemon serving on {} holds it. Stop the daemon, or use the commands "
+                            "that go through it ({})",
+                            store.error().message(), socket->string(), kDaemonCommands)));
+    }
+  }
+  return OrDie(std::move(store));
 }
 
 std::unique_ptr<snapshotter::OverlaySnapshotter> OpenSnapshotterOrDie(store::Store& store) {

@@ -1,7 +1,9 @@
-// `strata images`, `strata tag`, `strata rmi`: the image store's names.
+// `strata images`, `strata tag`, `strata rmi`: the image store's names. While a daemon
+// serves the root, each asks it (DaemonClient) instead of opening the store.
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
+#include "cli/daemon_client.h"
 #include "cli/format.h"
 #include "oci/reference.h"
 #include "store/store.h"
@@ -19,8 +21,12 @@ void AddImageCommands(CLI::App& app, const GlobalOptions& options) {
   images->add_option("filter", *filters, "containerd filter expressions, e.g. name~=alpine");
   images->callback([&options, filters] {
     auto filter = OrDie(store::Filter::Parse(*filters));
-    auto store = OpenStoreOrDie(options);
-    auto list = OrDie(store->images().List(filter));
+    std::vector<store::Image> list;
+    if (auto client = DaemonClient::Find(options)) {
+      list = OrDie(client->List(*filters));
+    } else {
+      list = OrDie(OpenStoreOrDie(options)->images().List(filter));
+    }
     if (options.json) {
       json out = json::array();
       for (const auto& image : list) {
@@ -52,10 +58,14 @@ void AddImageCommands(CLI::App& app, const GlobalOptions& options) {
   tag->callback([&options, tag_args] {
     auto source = NormalisedNameOrDie(tag_args->source);
     auto target = NormalisedNameOrDie(tag_args->target);
-    auto store = OpenStoreOrDie(options);
-    auto image = OrDie(store->images().Get(source));
-    image.name = target;
-    OrDie(store->images().Put(std::move(image)));
+    if (auto client = DaemonClient::Find(options)) {
+      OrDie(client->Tag(source, target));
+    } else {
+      auto store = OpenStoreOrDie(options);
+      auto image = OrDie(store->images().Get(source));
+      image.name = target;
+      OrDie(store->images().Put(std::move(image)));
+    }
     fmt::print("{}\n", target);
   });
 
@@ -63,10 +73,15 @@ void AddImageCommands(CLI::App& app, const GlobalOptions& options) {
   auto names = std::make_shared<std::vector<std::string>>();
   rmi->add_option("name", *names, "Images to remove")->required();
   rmi->callback([&options, names] {
-    auto store = OpenStoreOrDie(options);
+    std::unique_ptr<DaemonClient> client = DaemonClient::Find(options);
+    std::unique_ptr<store::Store> store = client ? nullptr : OpenStoreOrDie(options);
     for (const auto& text : *names) {
       auto name = NormalisedNameOrDie(text);
-      OrDie(store->images().Delete(name));
+      if (client) {
+        OrDie(client->Remove(name));
+      } else {
+        OrDie(store->images().Delete(name));
+      }
       fmt::print("{}\n", name);
     }
   });

@@ -72,7 +72,7 @@ void RunInspect(const InspectArgs& args) {
   oci::Reference reference = OrDie(oci::Reference::Parse(args.reference));
   oci::Platform platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
 
-  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {reference});
+  std::unique_ptr<RegistrySession> session = OpenRegistrySessionOrDie(args.registry, {reference});
   registry::Resolver& resolver = session->resolver();
 
   if (args.raw && args.platform.empty()) {

@@ -67,7 +67,7 @@ registry::RegistryHost UpstreamHost(const LoginServer& server, const RegistryFla
   // A reference on the registry, to reuse HostsConfig (hosts.toml, Docker Hub's API host).
   auto reference = oci::Reference::Parse(server.key + "/strata/login");
   if (reference && reference->domain() == server.key) {
-    session = RegistrySession::OpenOrDie(flags, {*reference});
+    session = OpenRegistrySessionOrDie(flags, {*reference});
     if (server.scheme) {
       return registry::RegistryHost{.scheme = *server.scheme, .host = reference->ApiHost()};
     }
@@ -75,7 +75,7 @@ registry::RegistryHost UpstreamHost(const LoginServer& server, const RegistryFla
     return hosts.back();  // HostsFor ends with the upstream
   }
   // A name references cannot hold as a domain ("myregistry"): talk to it as written.
-  session = RegistrySession::OpenOrDie(flags, {});
+  session = OpenRegistrySessionOrDie(flags, {});
   registry::RegistryHost host{.host = server.key};
   bool plain = flags.plain_http || registry::DefaultsToPlainHttp(server.key);
   host.scheme = server.scheme.value_or(plain ? "http" : "https");

@@ -1,12 +1,14 @@
-// `strata gc` and `strata fsck`: keeping the store small and honest.
-#include <set>
+// `strata gc` and `strata fsck`: keeping the store small and honest. gc goes through a
+// daemon serving the root; fsck needs the store to itself.
+#include <vector>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
+#include "cli/daemon_client.h"
 #include "cli/format.h"
-#include "snapshotter/snapshot_gc.h"
+#include "images/collect_garbage.h"
 #include "store/store.h"
 
 namespace strata::cli {
@@ -17,18 +19,16 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
   auto dry_run = std::make_shared<bool>(false);
   gc->add_flag("-n,--dry-run", *dry_run, "Report what would be removed, remove nothing");
   gc->callback([&options, dry_run] {
-    auto store = OpenStoreOrDie(options);
-    auto snapshotter = OpenSnapshotterOrDie(*store);
-    // Directories under snapshots/ that no snapshot record names go with the content sweep.
-    auto live_dirs = [&snapshotter]() -> Result<std::set<std::string>> {
-      STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, snapshotter->records().Ids());
-      std::set<std::string> names;
-      for (uint64_t id : ids) names.insert(std::to_string(id));
-      return names;
-    };
-    auto report = OrDie(store->CollectGarbage({.dry_run = *dry_run, .live_snapshot_dirs = live_dirs}));
-    auto snapshots_removed = OrDie(snapshotter::CollectSnapshots(store->content(), *snapshotter, *dry_run));
-    if (!*dry_run && !snapshots_removed.empty()) OrDie(snapshotter->Cleanup());  // their directories
+    images::GarbageReport garbage;
+    if (auto client = DaemonClient::Find(options)) {  // the daemon collects, between its other calls
+      garbage = OrDie(client->CollectGarbage(*dry_run));
+    } else {
+      auto store = OpenStoreOrDie(options);
+      auto snapshotter = OpenSnapshotterOrDie(*store);
+      garbage = OrDie(images::CollectGarbage(*store, *snapshotter, *dry_run));
+    }
+    const store::GcReport& report = garbage.content;
+    const std::vector<std::string>& snapshots_removed = garbage.snapshots_removed;
     if (options.json) {
       nlohmann::ordered_json out;
       out["dry_run"] = *dry_run;

@@ -1,5 +1,6 @@
 // `strata mount REF DIR [--rw]`, `strata umount DIR`, `strata commit DIR|KEY NEW-REF`: an
-// image as a root filesystem, and a container's changes back into an image.
+// image as a root filesystem, and a container's changes back into an image. While a daemon
+// serves the root, mount and umount go through it (commit needs the store to itself).
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
+#include "cli/daemon_client.h"
 #include "cli/format.h"
 #include "images/commit.h"
 #include "images/image_mount.h"
@@ -31,6 +33,21 @@ struct MountArgs {
   std::string message;
 };
 
+void PrintMounted(const MountArgs& args, const GlobalOptions& global, const std::string& name,
+                  const std::string& manifest, const std::string& key, size_t layers) {
+  if (global.json) {
+    json out = {{"image", name},
+                {"manifest", manifest},
+                {"snapshot", key},
+                {"target", images::MountTarget(args.dir)},
+                {"writable", args.writable},
+                {"layers", layers}};
+    fmt::print("{}\n", out.dump());
+    return;
+  }
+  fmt::print("{} mounted {} on {} ({} layers)\n", name, args.writable ? "read-write" : "read-only", args.dir, layers);
+}
+
 void RunMount(const MountArgs& args, const GlobalOptions& global) {
   const std::string name = NormalisedNameOrDie(args.image);
   if (!fs::is_directory(args.dir)) {
@@ -38,21 +55,20 @@ void RunMount(const MountArgs& args, const GlobalOptions& global) {
   }
   images::MountOptions options{.writable = args.writable};
   if (!args.platform.empty()) options.platform = OrDie(oci::Platform::Parse(args.platform));
+  if (auto client = DaemonClient::Find(global)) {  // the daemon mounts (it runs as root)
+    strata::v1::MountImageRequest request;
+    request.set_image(name);
+    request.set_rw(args.writable);
+    request.set_target(images::MountTarget(args.dir));
+    request.set_platform(args.platform);
+    auto mounted = OrDie(client->Mount(request));
+    return PrintMounted(args, global, name, mounted.manifest().digest(), mounted.snapshot(), mounted.layers());
+  }
   auto store = OpenStoreOrDie(global);
   auto snapshotter = OpenSnapshotterOrDie(*store);
   auto mounted = OrDie(images::MountImage(*store, *snapshotter, name, args.dir, options));
-  if (global.json) {
-    json out = {{"image", name},
-                {"manifest", mounted.manifest.descriptor.digest.ToString()},
-                {"snapshot", mounted.key},
-                {"target", images::MountTarget(args.dir)},
-                {"writable", args.writable},
-                {"layers", mounted.chain_ids.size()}};
-    fmt::print("{}\n", out.dump());
-    return;
-  }
-  fmt::print("{} mounted {} on {} ({} layers)\n", name, args.writable ? "read-write" : "read-only", args.dir,
-             mounted.chain_ids.size());
+  PrintMounted(args, global, name, mounted.manifest.descriptor.digest.ToString(), mounted.key,
+               mounted.chain_ids.size());
 }
 
 void RunCommit(const MountArgs& args, const GlobalOptions& global) {
@@ -104,9 +120,13 @@ void AddMountCommands(CLI::App& app, const GlobalOptions& options) {
   auto* umount = app.add_subcommand("umount", "Unmount DIR and release its snapshot (a --rw mount's changes go too)");
   umount->add_option("dir", args->dir, "Directory strata mounted an image on")->required();
   umount->callback([args, &options] {
-    auto store = OpenStoreOrDie(options);
-    auto snapshotter = OpenSnapshotterOrDie(*store);
-    OrDie(images::UnmountImage(*snapshotter, args->dir));
+    if (auto client = DaemonClient::Find(options)) {
+      OrDie(client->Unmount(images::MountTarget(args->dir)));
+    } else {
+      auto store = OpenStoreOrDie(options);
+      auto snapshotter = OpenSnapshotterOrDie(*store);
+      OrDie(images::UnmountImage(*snapshotter, args->dir));
+    }
     if (!options.json) fmt::print("unmounted {}\n", args->dir);
   });
 

@@ -1,5 +1,6 @@
 // `strata pull REF`: fetch an image's manifest, config and layers into the store and unpack
-// the layers into overlay snapshots as they stream in, with a progress display.
+// the layers into overlay snapshots as they stream in, with a progress display. While a
+// daemon serves the root, it pulls (same engine call) and streams the progress here.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
+#include "cli/daemon_client.h"
 #include "cli/format.h"
 #include "cli/progress_display.h"
 #include "cli/registry_session.h"
@@ -16,6 +18,8 @@
 
 namespace strata::cli {
 namespace {
+
+namespace v1 = strata::v1;
 
 struct PullArgs {
   std::string reference;
@@ -28,31 +32,7 @@ struct PullArgs {
   RegistryFlags registry;
 };
 
-void RunPull(const PullArgs& args, const GlobalOptions& global) {
-  oci::Reference reference = OrDie(oci::Reference::Parse(args.reference));
-  images::PullOptions options;
-  options.platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
-  options.parallelism = args.parallel;
-  options.all_platforms = args.all_platforms;
-
-  std::unique_ptr<store::Store> store = OpenStoreOrDie(global);
-  std::unique_ptr<snapshotter::OverlaySnapshotter> snapshotter;
-  if (!args.no_unpack && !args.all_platforms) {
-    snapshotter = OpenSnapshotterOrDie(*store);
-    options.unpack_into = snapshotter.get();
-    options.unpack_limits.max_ratio = args.max_ratio;
-  }
-  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {reference});
-  registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases());
-
-  // Progress goes to stderr (stdout carries the result), JSON events to stdout.
-  FILE* progress_out = global.json ? stdout : stderr;
-  ProgressDisplay display(ChooseProgressMode(progress_out, args.quiet, global.json), progress_out);
-  options.progress = display.Sink();
-  auto result = images::Pull(session->resolver(), fetcher, *store, reference, options);
-  display.Finish();
-  images::PullResult pulled = OrDie(std::move(result));
-
+void PrintPulled(const PullArgs& args, const GlobalOptions& global, const images::PullResult& pulled, bool unpacked) {
   if (global.json) {
     nlohmann::ordered_json out;
     out["status"] = "pulled";
@@ -71,12 +51,54 @@ void RunPull(const PullArgs& args, const GlobalOptions& global) {
   if (!args.quiet) {
     fmt::print("{}: {} blobs fetched ({}), {} already present", pulled.image_name, pulled.blobs_fetched,
                HumanSize(pulled.bytes_received), pulled.blobs_present);
-    if (options.unpack_into != nullptr) {
-      fmt::print("; {} of {} layers unpacked", pulled.layers_unpacked, pulled.chain_ids.size());
-    }
+    if (unpacked) fmt::print("; {} of {} layers unpacked", pulled.layers_unpacked, pulled.chain_ids.size());
     fmt::print("\n");
   }
   fmt::print("{}\n", pulled.target.digest);
+}
+
+// Through a running daemon: it pulls into the store it holds, streaming progress back.
+void PullThroughDaemon(DaemonClient& client, const PullArgs& args, const GlobalOptions& global) {
+  v1::PullRequest request;
+  request.set_reference(args.reference);
+  request.set_platform(args.platform);
+  request.set_all_platforms(args.all_platforms);
+  request.set_no_unpack(args.no_unpack);
+  request.set_max_ratio(args.max_ratio);
+  request.set_parallelism(args.parallel);
+  ToProto(args.registry, request.mutable_registry());
+  FILE* progress_out = global.json ? stdout : stderr;
+  ProgressDisplay display(ChooseProgressMode(progress_out, args.quiet, global.json), progress_out);
+  auto result = client.Pull(request, display.Sink());
+  display.Finish();
+  PrintPulled(args, global, OrDie(std::move(result)), !args.no_unpack && !args.all_platforms);
+}
+
+void RunPull(const PullArgs& args, const GlobalOptions& global) {
+  oci::Reference reference = OrDie(oci::Reference::Parse(args.reference));
+  images::PullOptions options;
+  options.platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
+  options.parallelism = args.parallel;
+  options.all_platforms = args.all_platforms;
+  if (auto client = DaemonClient::Find(global)) return PullThroughDaemon(*client, args, global);
+
+  std::unique_ptr<store::Store> store = OpenStoreOrDie(global);
+  std::unique_ptr<snapshotter::OverlaySnapshotter> snapshotter;
+  if (!args.no_unpack && !args.all_platforms) {
+    snapshotter = OpenSnapshotterOrDie(*store);
+    options.unpack_into = snapshotter.get();
+    options.unpack_limits.max_ratio = args.max_ratio;
+  }
+  std::unique_ptr<RegistrySession> session = OpenRegistrySessionOrDie(args.registry, {reference});
+  registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases());
+
+  // Progress goes to stderr (stdout carries the result), JSON events to stdout.
+  FILE* progress_out = global.json ? stdout : stderr;
+  ProgressDisplay display(ChooseProgressMode(progress_out, args.quiet, global.json), progress_out);
+  options.progress = display.Sink();
+  auto result = images::Pull(session->resolver(), fetcher, *store, reference, options);
+  display.Finish();
+  PrintPulled(args, global, OrDie(std::move(result)), options.unpack_into != nullptr);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // `strata push SRC [DST]` (an image in the store to a registry) and `strata copy SRC DST`
 // (registry to registry, like skopeo copy, staged through the content store and never
-// unpacked). Both show per-blob progress and print the pushed digest.
+// unpacked). Both show per-blob progress and print the pushed digest. While a daemon serves
+// the root, push goes through it (copy needs the store to itself).
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -9,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
+#include "cli/daemon_client.h"
 #include "cli/progress_display.h"
 #include "cli/registry_session.h"
 #include "images/push.h"
@@ -18,6 +20,8 @@
 
 namespace strata::cli {
 namespace {
+
+namespace v1 = strata::v1;
 
 struct TransferArgs {
   std::string source;
@@ -69,17 +73,29 @@ void PrintResult(const GlobalOptions& global, const TransferArgs& args, std::str
 }
 
 void RunPush(const TransferArgs& args, const GlobalOptions& global) {
+  if (!args.destination.empty()) OrDie(oci::Reference::Parse(args.destination));
+  FILE* progress_out = global.json ? stdout : stderr;
+  if (auto client = DaemonClient::Find(global)) {  // the daemon pushes from the store it holds
+    v1::PushRequest request;
+    request.set_source(args.source);
+    request.set_destination(args.destination);
+    request.set_parallelism(args.parallel);
+    request.set_chunk_size(args.chunk_size);
+    request.set_allow_nondistributable(args.allow_nondistributable);
+    ToProto(args.registry, request.mutable_registry());
+    ProgressDisplay display(ChooseProgressMode(progress_out, args.quiet, global.json), progress_out);
+    auto pushed = client->Push(request, display.Sink());
+    display.Finish();
+    if (!pushed) Die(pushed.error());
+    return PrintResult(global, args, "pushed", pushed->name, pushed->result);
+  }
   std::unique_ptr<store::Store> store = OpenStoreOrDie(global);
   // SRC names an image in the store; it is normalised the way pull recorded it.
-  std::string image_name = args.source;
-  if (auto parsed = oci::Reference::Parse(args.source); parsed && !store->images().Get(image_name)) {
-    image_name = parsed->String();
-  }
+  const std::string image_name = images::StoredImageName(store->images(), args.source);
   oci::Reference target = OrDie(oci::Reference::Parse(args.destination.empty() ? image_name : args.destination));
-  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {target});
+  std::unique_ptr<RegistrySession> session = OpenRegistrySessionOrDie(args.registry, {target});
   registry::Pusher pusher(session->resolver());
 
-  FILE* progress_out = global.json ? stdout : stderr;
   ProgressDisplay display(ChooseProgressMode(progress_out, args.quiet, global.json), progress_out);
   auto result = images::PushImage(pusher, *store, image_name, target,
                                   {.parallelism = args.parallel,
@@ -101,7 +117,7 @@ void RunCopy(const TransferArgs& args, const GlobalOptions& global) {
   options.allow_nondistributable = args.allow_nondistributable;
 
   std::unique_ptr<store::Store> store = OpenStoreOrDie(global);
-  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {source, target});
+  std::unique_ptr<RegistrySession> session = OpenRegistrySessionOrDie(args.registry, {source, target});
   registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases());
   registry::Pusher pusher(session->resolver());
 

@@ -41,7 +41,9 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& options) {
       "serve",
       "Serve the store over a unix socket: containerd's snapshots.v1 and content.v1 (use strata as a containerd "
       "proxy plugin), strata's image API and grpc.health.v1. Stops on SIGTERM: calls in flight finish, the socket "
-      "goes. Only root and members of --group may call.");
+      "goes. Only root and members of --group may call. While it runs, `strata pull`, `push`, `images`, `tag`, "
+      "`rmi`, `mount`, `umount` and `gc` on the same --root go through it; other commands that need the store "
+      "refuse until it stops.");
   struct Flags {
     std::string socket = std::string(daemon::kDefaultSocket);
     std::vector<std::string> groups;

@@ -23,7 +23,7 @@ struct TagsArgs {
 
 void RunTags(const GlobalOptions& options, const TagsArgs& args) {
   oci::Reference repository = OrDie(oci::Reference::Parse(args.repository));
-  std::unique_ptr<RegistrySession> session = RegistrySession::OpenOrDie(args.registry, {repository});
+  std::unique_ptr<RegistrySession> session = OpenRegistrySessionOrDie(args.registry, {repository});
   std::vector<std::string> tags = OrDie(registry::ListTags(session->resolver(), repository, args.page_size));
   if (options.json) {
     fmt::print("{}\n", nlohmann::json(tags).dump());
