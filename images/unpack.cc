@@ -71,8 +71,11 @@ void LayerUnpack::Discard() {
   if (key_.empty()) return;
   if (auto removed = snapshots_.Remove(key_); !removed) {
     spdlog::warn("unpack of layer {}: removing snapshot {:?}: {}", layer_.digest, key_, removed.error().message());
+  } else if (auto synced = snapshots_.records().Sync(); !synced) {
+    spdlog::warn("unpack of layer {}: {}", layer_.digest, synced.error().message());
   } else {
-    // Remove is metadata-only; a refused layer's partial files go now, not at the next GC.
+    // Remove is metadata-only; a refused layer's partial files go now, not at the next GC
+    // (after the removal is durable: no record may come back without its directory).
     std::error_code ec;
     std::filesystem::remove_all(dir_.parent_path(), ec);
   }

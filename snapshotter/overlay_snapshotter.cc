@@ -70,14 +70,10 @@ Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::stri
 
   STRATA_ASSIGN_OR_RETURN(uint64_t id, records_.AllocateId());
   const fs::path dir = layout_.SnapshotDir(id);
-  if (::mkdir(dir.c_str(), 0700) != 0) return ErrnoFail(errno, "create snapshot directory", dir);
+  STRATA_RETURN_IF_ERROR(CreateSnapshotDir(id));
   auto created = [&]() -> Result<SnapshotRecord> {
     const fs::path fs_dir = layout_.FsDir(id);
-    if (::mkdir(fs_dir.c_str(), 0755) != 0) return ErrnoFail(errno, "mkdir", fs_dir);
-    if (::chmod(fs_dir.c_str(), 0755) != 0) return ErrnoFail(errno, "chmod", fs_dir);  // umask-proof
-    if (kind == Kind::kActive && ::mkdir(layout_.WorkDir(id).c_str(), 0711) != 0) {
-      return ErrnoFail(errno, "mkdir", layout_.WorkDir(id));
-    }
+    STRATA_RETURN_IF_ERROR(CreateEmptyDirs(id, kind));
     if (parent_record) {
       // The new upper's root takes the owner of the parent's root, as containerd does.
       struct stat st {};
@@ -86,7 +82,8 @@ Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::stri
         return ErrnoFail(errno, "chown", fs_dir);
       }
     }
-    STRATA_RETURN_IF_ERROR(FsyncDir(snapshots_dir_));
+    // No fsync of the directories: an active or view snapshot starts empty, so should a
+    // power loss keep the (synced) record but lose them, Mounts makes them again.
     return records_.Create(kind, key, parent, labels, id);
   }();
   if (!created) {
@@ -108,8 +105,47 @@ Result<std::vector<Mount>> OverlaySnapshotter::View(const std::string& key, cons
   return Create(Kind::kView, key, parent, labels);
 }
 
+Status OverlaySnapshotter::CreateSnapshotDir(uint64_t id) {
+  const fs::path dir = layout_.SnapshotDir(id);
+  if (::mkdir(dir.c_str(), 0700) == 0) return {};
+  if (errno != EEXIST) return ErrnoFail(errno, "create snapshot directory", dir);
+  // A fresh id is named by no record (SnapshotStore::AllocateId): this is a leftover of a
+  // Prepare cut short by a power loss that also lost the id counter. Replace it.
+  STRATA_ASSIGN_OR_RETURN(std::vector<fs::path> mounted, MountPointsAtOrBeneath(dir));
+  if (!mounted.empty()) return Fail(ErrorCode::kInternal, "snapshot directory {} is in use: {} is mounted", dir.string(), mounted.front().string());
+  spdlog::warn("snapshot directory {} is a leftover no record names: replacing it", dir.string());
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) return Fail(ErrorCode::kInternal, "remove leftover {}: {}", dir.string(), ec.message());
+  if (::mkdir(dir.c_str(), 0700) != 0) return ErrnoFail(errno, "create snapshot directory", dir);
+  return {};
+}
+
+Status OverlaySnapshotter::CreateEmptyDirs(uint64_t id, Kind kind) const {
+  const fs::path fs_dir = layout_.FsDir(id);
+  if (::mkdir(fs_dir.c_str(), 0755) != 0) return ErrnoFail(errno, "mkdir", fs_dir);
+  if (::chmod(fs_dir.c_str(), 0755) != 0) return ErrnoFail(errno, "chmod", fs_dir);  // umask-proof
+  if (kind == Kind::kActive && ::mkdir(layout_.WorkDir(id).c_str(), 0711) != 0) {
+    return ErrnoFail(errno, "mkdir", layout_.WorkDir(id));
+  }
+  return {};
+}
+
+Status OverlaySnapshotter::RestoreLostDirs(const SnapshotRecord& record) const {
+  struct stat st {};
+  if (::lstat(layout_.FsDir(record.id).c_str(), &st) == 0) return {};
+  if (errno != ENOENT) return ErrnoFail(errno, "stat", layout_.FsDir(record.id));
+  spdlog::warn("snapshot {:?}: its directory {} was lost (power loss after Prepare?): making it again",
+               record.info.name, layout_.SnapshotDir(record.id).string());
+  if (::mkdir(layout_.SnapshotDir(record.id).c_str(), 0700) != 0 && errno != EEXIST) {
+    return ErrnoFail(errno, "create snapshot directory", layout_.SnapshotDir(record.id));
+  }
+  return CreateEmptyDirs(record.id, record.info.kind);
+}
+
 Result<std::vector<Mount>> OverlaySnapshotter::Mounts(const std::string& key) const {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
+  if (record.info.kind != Kind::kCommitted) STRATA_RETURN_IF_ERROR(RestoreLostDirs(record));
   STRATA_ASSIGN_OR_RETURN(Mount mount, layout_.MountFor(record));
   return std::vector<Mount>{std::move(mount)};
 }
@@ -169,6 +205,9 @@ void OverlaySnapshotter::ForgetUsage(uint64_t id) const {
 }
 
 Status OverlaySnapshotter::Cleanup() {
+  // Removals are buffered (SnapshotStore::Remove): make them durable before their
+  // directories go, so no record can come back without its directory.
+  STRATA_RETURN_IF_ERROR(records_.Sync());
   STRATA_ASSIGN_OR_RETURN(std::vector<uint64_t> ids, records_.Ids());
   std::set<std::string> live;
   for (uint64_t id : ids) live.insert(std::to_string(id));

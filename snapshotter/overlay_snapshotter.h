@@ -5,7 +5,11 @@
 // Files first, metadata last: Prepare/View allocate an id, create the directory, then the
 // record; a crash in between leaves a directory no record names, which Cleanup removes.
 // Remove is metadata-only (fast on a container's teardown path); Cleanup and GC reclaim
-// the directories no record names. Thread-safe.
+// the directories no record names. Durability barriers per operation (what bounds the
+// snapshot op rate): Prepare/View one (the record's synced write; their directories start
+// empty, so Mounts remakes them if a power loss kept only the record), Commit two (syncfs
+// of the layer, then the record), Remove none (buffered; Cleanup syncs before it deletes).
+// Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -75,6 +79,12 @@ class OverlaySnapshotter {
       : layout_(snapshots_dir), snapshots_dir_(std::move(snapshots_dir)), name_(name), records_(db, std::move(name)) {}
   Result<std::vector<Mount>> Create(Kind kind, const std::string& key, const std::string& parent,
                                     const store::Labels& labels);
+  // snapshots/<id> for a fresh id (a leftover of a lost id is replaced).
+  Status CreateSnapshotDir(uint64_t id);
+  // fs (0755) and, for an active snapshot, work inside snapshots/<id>.
+  Status CreateEmptyDirs(uint64_t id, Kind kind) const;
+  // Remakes the empty directories of an active or view snapshot whose directory is gone.
+  Status RestoreLostDirs(const SnapshotRecord& record) const;
 
   OverlayLayout layout_;
   std::filesystem::path snapshots_dir_;

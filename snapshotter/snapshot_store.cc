@@ -100,7 +100,8 @@ Result<uint64_t> SnapshotStore::AllocateIdLocked() {
   const std::string counter_key = prefix_ + "next-id";
   STRATA_ASSIGN_OR_RETURN(std::optional<std::string> counter, db_.Get(Table::kSnapshots, counter_key));
   if (counter) std::from_chars(counter->data(), counter->data() + counter->size(), next_id);
-  STRATA_RETURN_IF_ERROR(db_.Put(Table::kSnapshots, counter_key, std::to_string(next_id + 1)));
+  STRATA_RETURN_IF_ERROR(
+      db_.Put(Table::kSnapshots, counter_key, std::to_string(next_id + 1), store::MetaDB::Durability::kBuffered));
   return next_id;
 }
 
@@ -212,7 +213,7 @@ Result<SnapshotRecord> SnapshotStore::Remove(const std::string& key) {
   store::MetaDB::Batch batch;
   batch.Delete(Table::kSnapshots, RecordKey(key));
   if (!stored->parent.empty()) batch.Delete(Table::kSnapshots, ChildKey(stored->parent, key));
-  STRATA_RETURN_IF_ERROR(db_.Write(batch));
+  STRATA_RETURN_IF_ERROR(db_.Write(batch, store::MetaDB::Durability::kBuffered));
   return record;
 }
 

@@ -62,8 +62,11 @@ class SnapshotStore {
   // `snapshotter` names the namespace (containerd's proxy plugin name, e.g. "strata").
   SnapshotStore(store::MetaDB& db, std::string snapshotter) : db_(db), prefix_(std::move(snapshotter) + '\0') {}
 
-  // Allocates a fresh id (durably: ids are never reused, even after a crash), so a driver
-  // can create the snapshot's directory before the record that names it.
+  // Allocates an id no record names and no earlier allocation of this process returned,
+  // so a driver can create the snapshot's directory before the record that names it. The
+  // counter's write is buffered: it is durable once the record naming the id is (Create
+  // syncs). After a power loss an id whose record was never written may come back: its
+  // directory, if any, is a leftover no record names, which the driver may replace.
   Result<uint64_t> AllocateId();
 
   // Creates an active or view snapshot `key` with directory id `id` (from AllocateId; 0 =
@@ -88,8 +91,12 @@ class SnapshotStore {
   Result<SnapshotRecord> Commit(const std::string& key, const std::string& name, const store::Labels& labels,
                                 Usage usage, const std::optional<std::string>& rebase_onto = std::nullopt);
   // Removes the record (not the directory: the driver's cleanup does that). NotFound;
-  // FailedPrecondition when it has children. Returns the removed record.
+  // FailedPrecondition when it has children. Returns the removed record. The removal is
+  // buffered (MetaDB::Durability::kBuffered): a power loss may bring the record back, which
+  // is harmless while its directory exists; call Sync() before deleting the directory.
   Result<SnapshotRecord> Remove(const std::string& key);
+  // Makes every change so far durable (removals included).
+  Status Sync() { return db_.Sync(); }
   // Visits snapshots matching `filter` (fields: name, parent, kind, labels.<k>) in key order.
   Status Walk(const store::Filter& filter, const std::function<bool(const SnapshotInfo&)>& fn) const;
   // Ids of every snapshot of this snapshotter (for directory cleanup).

@@ -68,7 +68,10 @@ MetaDB::Batch::~Batch() = default;
 size_t MetaDB::Batch::size() const { return rep_->ops.size(); }
 
 MetaDB::MetaDB(std::unique_ptr<Rep> rep) : rep_(std::move(rep)) {}
-MetaDB::~MetaDB() = default;
+MetaDB::~MetaDB() {
+  // Buffered writes become durable at a clean close, as synced ones were.
+  if (rep_ && rep_->db) rep_->db->SyncWAL();
+}
 
 Result<std::unique_ptr<MetaDB>> MetaDB::Open(const std::filesystem::path& dir) {
   rocksdb::DBOptions db_options;
@@ -77,7 +80,7 @@ Result<std::unique_ptr<MetaDB>> MetaDB::Open(const std::filesystem::path& dir) {
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 4;
   db_options.info_log_level = rocksdb::InfoLogLevel::WARN_LEVEL;
-  // Every write syncs the WAL, so open and close need not flush memtables to SST files:
+  // Writes sync the WAL (or are synced at close), so open and close need not flush memtables to SST files:
   // a CLI command opens the store each time, and those flushes were most of its cost.
   db_options.avoid_flush_during_recovery = true;
   db_options.avoid_flush_during_shutdown = true;
@@ -138,30 +141,36 @@ void MetaDB::Batch::Delete(Table table, std::string_view key) {
   rep_->ops.push_back({table, std::string(key), std::nullopt});
 }
 
-Status MetaDB::Write(Batch& batch) {
-  rocksdb::WriteOptions sync;
-  sync.sync = true;
+Status MetaDB::Write(Batch& batch, Durability durability) {
+  rocksdb::WriteOptions options;
+  options.sync = durability == Durability::kSynced;
   rocksdb::WriteBatch write;
   for (const auto& op : batch.rep_->ops) {
     auto status = op.value ? write.Put(rep_->Handle(op.table), ToSlice(op.key), ToSlice(*op.value))
                            : write.Delete(rep_->Handle(op.table), ToSlice(op.key));
     if (!status.ok()) return Fail(FromRocks(status, "build metadata batch"));
   }
-  auto status = rep_->db->Write(sync, &write);
+  auto status = rep_->db->Write(options, &write);
   if (!status.ok()) return Fail(FromRocks(status, "write metadata batch"));
   return {};
 }
 
-Status MetaDB::Put(Table table, std::string_view key, std::string_view value) {
+Status MetaDB::Put(Table table, std::string_view key, std::string_view value, Durability durability) {
   Batch batch;
   batch.Put(table, key, value);
-  return Write(batch);
+  return Write(batch, durability);
 }
 
-Status MetaDB::Delete(Table table, std::string_view key) {
+Status MetaDB::Delete(Table table, std::string_view key, Durability durability) {
   Batch batch;
   batch.Delete(table, key);
-  return Write(batch);
+  return Write(batch, durability);
+}
+
+Status MetaDB::Sync() {
+  auto status = rep_->db->SyncWAL();
+  if (!status.ok()) return Fail(FromRocks(status, "sync the metadata log"));
+  return {};
 }
 
 Status MetaDB::Scan(Table table, std::string_view prefix, const ScanFn& fn) const {

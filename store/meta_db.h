@@ -1,8 +1,11 @@
 // MetaDB: strata's metadata in RocksDB, one column family per table.
 //
 // Values are MessagePack maps with short documented keys (see each table's owner:
-// content_store.cc, image_store.cc, lease_manager.cc). Every write is synced to the WAL
-// before it returns, so a record that was acknowledged survives a crash or power loss.
+// content_store.cc, image_store.cc, lease_manager.cc). Writes are synced to the WAL before
+// they return unless the caller asks for Durability::kBuffered: a synced record survives a
+// crash or power loss; a buffered one survives a crash of the process (the WAL is written
+// before Write returns) and becomes power-loss durable with the next synced write or Sync()
+// (the WAL is one sequential log).
 // Thread-safe: RocksDB serialises writes; callers that need read-modify-write atomicity
 // hold their own per-key locks (KeyLocks below).
 #pragma once
@@ -54,10 +57,14 @@ class MetaDB {
     struct Rep;
     std::unique_ptr<Rep> rep_;
   };
-  // Applies every write in `batch` atomically and durably.
-  Status Write(Batch& batch);
-  Status Put(Table table, std::string_view key, std::string_view value);
-  Status Delete(Table table, std::string_view key);
+  enum class Durability { kSynced, kBuffered };
+  // Applies every write in `batch` atomically; durably unless kBuffered (see above).
+  Status Write(Batch& batch, Durability durability = Durability::kSynced);
+  Status Put(Table table, std::string_view key, std::string_view value,
+             Durability durability = Durability::kSynced);
+  Status Delete(Table table, std::string_view key, Durability durability = Durability::kSynced);
+  // Makes every write that returned so far durable (one WAL sync).
+  Status Sync();
 
   // Calls fn(key, value) for every key that starts with `prefix`, in key order, over a
   // consistent snapshot. fn returns false to stop early.

@@ -147,5 +147,31 @@ TEST_F(OverlaySnapshotterTest, FailedPrepareLeavesNoDirectoryAndCleanupRemovesSt
   EXPECT_EQ(SnapshotDirs(), (std::set<std::string>{"1"}));
 }
 
+// Prepare does not fsync the new directories (one durability barrier per Prepare): after a
+// power loss that kept the record but lost them, Mounts makes them again, empty.
+TEST_F(OverlaySnapshotterTest, MountsRemakesTheLostDirectoriesOfAnActiveSnapshot) {
+  ASSERT_OK(snapshotter_->Prepare("base-work", "", {}));
+  ASSERT_OK(snapshotter_->Commit("base", "base-work", {}));
+  ASSERT_OK(snapshotter_->Prepare("active", "base", {}));
+  ASSERT_OK_AND_ASSIGN(SnapshotRecord record, snapshotter_->records().Get("active"));
+  fs::remove_all(snapshotter_->layout().SnapshotDir(record.id));
+  ASSERT_OK_AND_ASSIGN(std::vector<Mount> mounts, snapshotter_->Mounts("active"));
+  EXPECT_TRUE(fs::is_directory(snapshotter_->layout().FsDir(record.id)));
+  EXPECT_TRUE(fs::is_directory(snapshotter_->layout().WorkDir(record.id)));
+  WithMounted(mounts, [&] { std::ofstream(target_ / "written") << "x"; });
+  EXPECT_TRUE(fs::exists(snapshotter_->layout().FsDir(record.id) / "written"));
+}
+
+// The id counter's write is buffered: after a power loss a fresh id may name a directory a
+// cut-short Prepare left. No record names it, so Prepare replaces it.
+TEST_F(OverlaySnapshotterTest, PrepareReplacesALeftoverDirectoryAtAFreshId) {
+  fs::create_directories(*root_ / "snapshots" / "1" / "fs" / "junk");
+  ASSERT_OK(snapshotter_->Prepare("a", "", {}));
+  ASSERT_OK_AND_ASSIGN(SnapshotRecord record, snapshotter_->records().Get("a"));
+  EXPECT_EQ(record.id, 1u);
+  EXPECT_TRUE(fs::is_empty(snapshotter_->layout().FsDir(record.id)));
+  EXPECT_TRUE(fs::is_directory(snapshotter_->layout().WorkDir(record.id)));
+}
+
 }  // namespace
 }  // namespace strata::snapshotter

@@ -2,6 +2,10 @@
 
 #include <rocksdb/db.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <thread>
 
 #include "tests/store/store_test_util.h"
@@ -43,6 +47,33 @@ TEST_F(MetaDBTest, RecordsSurviveReopen) {
   auto value = store_->db().Get(Table::kLeases, "k");
   ASSERT_OK(value);
   EXPECT_EQ(value->value_or(""), "v");
+}
+
+// A buffered write is visible at once and survives the process being killed (the WAL is
+// written before Write returns; only a power loss could lose it before the next sync).
+TEST(MetaDBDurability, BufferedWriteSurvivesAKilledProcess) {
+  auto dir = TempDir::Create("strata-metadb");
+  ASSERT_OK(dir);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto db = MetaDB::Open(dir->path() / "meta");
+    if (!db) ::_exit(2);
+    if (!(*db)->Put(Table::kSnapshots, "k", "buffered", MetaDB::Durability::kBuffered)) ::_exit(3);
+    auto value = (*db)->Get(Table::kSnapshots, "k");
+    if (!value || value->value_or("") != "buffered") ::_exit(4);
+    ::kill(::getpid(), SIGKILL);  // no close, no sync
+    ::_exit(5);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exited with " << WEXITSTATUS(status);
+  auto db = MetaDB::Open(dir->path() / "meta");
+  ASSERT_OK(db);
+  auto value = (*db)->Get(Table::kSnapshots, "k");
+  ASSERT_OK(value);
+  EXPECT_EQ(value->value_or(""), "buffered");
+  ASSERT_OK((*db)->Sync());
 }
 
 TEST_F(MetaDBTest, NewerSchemaIsRefused) {
