@@ -2,16 +2,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <climits>
 #include <cstdlib>
@@ -21,8 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file.h"
-
-extern char** environ;
+#include "base/subprocess.h"
 
 namespace strata::registry {
 namespace {
@@ -203,112 +196,6 @@ std::string HelperServerUrl(std::string_view host) {
   return host == kDockerHubHost ? std::string(kDockerHubServerUrl) : std::string(host);
 }
 
-// ---- helper processes ----
-
-// Searches PATH like execvp, returning the first executable regular file.
-std::optional<fs::path> FindInPath(std::string_view program) {
-  const char* path_env = std::getenv("PATH");
-  std::string_view path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
-  while (true) {
-    size_t colon = path.find(':');
-    std::string_view dir = path.substr(0, colon);
-    fs::path candidate = fs::path(dir.empty() ? "." : std::string(dir)) / program;
-    struct stat st;
-    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-        ::access(candidate.c_str(), X_OK) == 0) {
-      return candidate;
-    }
-    if (colon == std::string_view::npos) break;
-    path.remove_prefix(colon + 1);
-  }
-  return std::nullopt;
-}
-
-struct Pipe {
-  UniqueFd read;
-  UniqueFd write;
-};
-
-Result<Pipe> MakePipe() {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return Fail(ErrorCode::kInternal, "pipe2: {}", std::strerror(errno));
-  }
-  return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
-}
-
-// Writes `data` (short: at most PIPE_BUF, so one write never blocks) to a pipe whose reader
-// may already be gone, without letting SIGPIPE kill the process: the signal is blocked for
-// this thread and a SIGPIPE we caused is consumed before unblocking.
-void WriteIgnoringSigpipe(int fd, std::string_view data) {
-  sigset_t pipe_set, old_set, pending;
-  sigemptyset(&pipe_set);
-  sigaddset(&pipe_set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-  sigpending(&pending);
-  bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-  ssize_t n;
-  do {
-    n = ::write(fd, data.data(), data.size());
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == EPIPE && !was_pending) {
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipe_set, nullptr, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old_set, nullptr);
-}
-
-// Owns a spawned helper: kills its process group and reaps it unless it was reaped.
-class HelperProcess {
- public:
-  explicit HelperProcess(pid_t pid) : pid_(pid) {}
-  ~HelperProcess() {
-    // Timeout or error: the leader is alive or an unreaped zombie, so -pid_ is still its group.
-    if (pid_ > 0) {
-      ::kill(-pid_, SIGKILL);
-      int status;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-    }
-  }
-  HelperProcess(const HelperProcess&) = delete;
-  HelperProcess& operator=(const HelperProcess&) = delete;
-
-  // Waits for the helper to exit, kills whatever it left running in its group, reaps it
-  // and returns the wait status. The leader stays a zombie until the group is killed, so
-  // its pid (the group id) cannot be reused by an unrelated process in between.
-  int Wait() {
-    siginfo_t info;
-    while (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOWAIT) < 0 &&
-           errno == EINTR) {
-    }
-    ::kill(-pid_, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-    }
-    pid_ = -1;
-    return status;
-  }
-
- private:
-  pid_t pid_;
-};
-
-// RAII for posix_spawn attribute objects.
-struct SpawnSetup {
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  SpawnSetup() {
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
-  }
-  ~SpawnSetup() {
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-  }
-};
-
 }  // namespace
 
 // ---- public helpers ----
@@ -371,91 +258,19 @@ Result<std::optional<Credentials>> RunCredentialHelper(std::string_view suffix,
   if (!binary) {
     return Fail(ErrorCode::kFailedPrecondition, "credential helper {} not found in PATH", program);
   }
+  auto ran = RunProgram(*binary, {program, "get"}, {.timeout = timeout, .input = server_url});
+  if (!ran) return Fail(Error(ran.error().code(), "credential helper " + ran.error().message()));
+  const std::string& stdout_text = ran->out;
+  const std::string& stderr_text = ran->err;
 
-  STRATA_ASSIGN_OR_RETURN(Pipe in, MakePipe());
-  STRATA_ASSIGN_OR_RETURN(Pipe out, MakePipe());
-  STRATA_ASSIGN_OR_RETURN(Pipe err, MakePipe());
-
-  SpawnSetup setup;
-  // dup2 onto 0/1/2 clears close-on-exec there; every other fd of ours is O_CLOEXEC.
-  posix_spawn_file_actions_adddup2(&setup.actions, in.read.get(), STDIN_FILENO);
-  posix_spawn_file_actions_adddup2(&setup.actions, out.write.get(), STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&setup.actions, err.write.get(), STDERR_FILENO);
-  // Own process group (so a timeout kills what it started too), default signal handling
-  // and an empty mask whatever the caller's thread has.
-  sigset_t empty, defaults;
-  sigemptyset(&empty);
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  posix_spawnattr_setflags(&setup.attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                            POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&setup.attr, 0);
-  posix_spawnattr_setsigmask(&setup.attr, &empty);
-  posix_spawnattr_setsigdefault(&setup.attr, &defaults);
-
-  std::string arg0 = program;
-  std::string arg1 = "get";
-  char* argv[] = {arg0.data(), arg1.data(), nullptr};
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, binary->c_str(), &setup.actions, &setup.attr, argv, environ);
-  if (rc != 0) {
-    return Fail(ErrorCode::kInternal, "cannot run credential helper {} ({}): {}", program,
-                binary->string(), std::strerror(rc));
-  }
-  HelperProcess helper(pid);
-  in.read.reset();
-  out.write.reset();
-  err.write.reset();
-
-  WriteIgnoringSigpipe(in.write.get(), server_url);
-  in.write.reset();  // EOF tells the helper the URL is complete
-
-  // Collect stdout and stderr until both close or the deadline passes.
-  std::string stdout_text, stderr_text;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::array<pollfd, 2> fds = {pollfd{out.read.get(), POLLIN, 0}, pollfd{err.read.get(), POLLIN, 0}};
-  std::array<std::string*, 2> sinks = {&stdout_text, &stderr_text};
-  constexpr size_t kMaxOutput = 1 << 20;
-  while (fds[0].fd >= 0 || fds[1].fd >= 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      return Fail(ErrorCode::kUnavailable, "credential helper {} timed out after {} ms", program,
-                  timeout.count());
-    }
-    int n = ::poll(fds.data(), fds.size(), static_cast<int>(left.count()) + 1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Fail(ErrorCode::kInternal, "poll on credential helper {}: {}", program,
-                  std::strerror(errno));
-    }
-    for (size_t i = 0; i < fds.size(); ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      char buf[4096];
-      ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        fds[i].fd = -1;  // EOF or error: stop watching (poll ignores negative fds)
-        continue;
-      }
-      if (sinks[i]->size() + got > kMaxOutput) {
-        return Fail(ErrorCode::kInternal, "credential helper {} wrote more than {} bytes", program,
-                    kMaxOutput);
-      }
-      sinks[i]->append(buf, static_cast<size_t>(got));
-    }
-  }
-  int status = helper.Wait();
-
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (!ran->Succeeded()) {
     std::string_view out_msg = Trim(stdout_text);
     std::string_view err_msg = Trim(stderr_text);
     if (out_msg.find(kNotFoundAnswer) != std::string_view::npos ||
         err_msg.find(kNotFoundAnswer) != std::string_view::npos) {
       return std::nullopt;
     }
-    std::string how = WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
-                                        : fmt::format("signal {}", WTERMSIG(status));
+    const std::string how = ran->HowItEnded();
     std::string_view detail = !err_msg.empty() ? err_msg : out_msg;
     return Fail(ErrorCode::kInternal, "credential helper {} get failed ({}){}{}", program, how,
                 detail.empty() ? "" : ": ", detail.substr(0, 512));
