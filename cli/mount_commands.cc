@@ -27,6 +27,7 @@ struct MountArgs {
   std::string dir;
   bool writable = false;
   std::string platform;
+  std::string driver = "overlay";
   std::string target;  // commit: DIR or snapshot key
   std::string new_name;
   std::string compression = "gzip";
@@ -55,12 +56,14 @@ void RunMount(const MountArgs& args, const GlobalOptions& global) {
   }
   images::MountOptions options{.writable = args.writable};
   if (!args.platform.empty()) options.platform = OrDie(oci::Platform::Parse(args.platform));
+  options.union_mount = OrDie(snapshotter::ParseUnionMount(args.driver));
   if (auto client = DaemonClient::Find(global)) {  // the daemon mounts (it runs as root)
     strata::v1::MountImageRequest request;
     request.set_image(name);
     request.set_rw(args.writable);
     request.set_target(images::MountTarget(args.dir));
     request.set_platform(args.platform);
+    request.set_driver(args.driver);
     auto mounted = OrDie(client->Mount(request));
     return PrintMounted(args, global, name, mounted.manifest().digest(), mounted.snapshot(), mounted.layers());
   }
@@ -115,6 +118,10 @@ void AddMountCommands(CLI::App& app, const GlobalOptions& options) {
                   "Writable: changes go to a container snapshot (keep them with `strata commit DIR NEW-REF` "
                   "before `strata umount`)");
   mount->add_option("--platform", args->platform, "Platform of an index to mount (default: this host's)");
+  mount->add_option("--driver", args->driver,
+                    "How the layers are composed: overlay (kernel overlayfs) or fsfilter (strata's FUSE union "
+                    "view, strata-fsfilter)")
+      ->capture_default_str();
   mount->callback([args, &options] { RunMount(*args, options); });
 
   auto* umount = app.add_subcommand("umount", "Unmount DIR and release its snapshot (a --rw mount's changes go too)");

@@ -55,7 +55,7 @@ void AddServeCommand(CLI::App& app, const GlobalOptions& options) {
   cmd->add_option("--group", flags->groups, "Group (name or gid) whose members may call besides root; repeatable");
   cmd->add_option("--snapshotter", flags->snapshotters,
                   "Snapshotter personality NAME[=DRIVER] served under containerd's proxy plugin name NAME "
-                  "(driver: overlay); repeatable; default: strata");
+                  "(driver: overlay, or fsfilter for strata's FUSE union view); repeatable; default: strata");
   cmd->add_option("--shutdown-grace", flags->grace_seconds, "Seconds calls in flight get to finish on SIGTERM")
       ->capture_default_str();
   cmd->callback([&options, flags] {

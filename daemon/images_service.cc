@@ -280,6 +280,7 @@ grpc::Status ImagesService::Mount(grpc::ServerContext* context, const v1::MountI
     STRATA_ASSIGN_OR_RETURN(std::string name, NormalisedName(request->image(), "image"));
     images::MountOptions options{.writable = request->rw()};
     STRATA_ASSIGN_OR_RETURN(options.platform, ParsePlatform(request->platform()));
+    STRATA_ASSIGN_OR_RETURN(options.union_mount, snapshotter::ParseUnionMount(request->driver()));
     response->set_image(name);
     response->set_rw(request->rw());
 

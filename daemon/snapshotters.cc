@@ -5,6 +5,10 @@
 
 namespace strata::daemon {
 
+snapshotter::UnionMount UnionMountOf(const PersonalitySpec& spec) {
+  return spec.driver == "fsfilter" ? snapshotter::UnionMount::kFsfilter : snapshotter::UnionMount::kKernelOverlay;
+}
+
 Result<PersonalitySpec> ParsePersonalitySpec(const std::string& text) {
   PersonalitySpec spec;
   const size_t eq = text.find('=');
@@ -17,9 +21,9 @@ Result<PersonalitySpec> ParsePersonalitySpec(const std::string& text) {
   if (!name_ok) {
     return Fail(ErrorCode::kInvalidArgument, "snapshotter name {:?}: use 1-64 of A-Z a-z 0-9 . _ -", spec.name);
   }
-  if (spec.driver != "overlay") {
-    return Fail(ErrorCode::kInvalidArgument, "snapshotter {}: unknown driver {:?} (this build has: overlay)", spec.name,
-                spec.driver);
+  if (auto known = snapshotter::ParseUnionMount(spec.driver); !known || spec.driver.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "snapshotter {}: {}", spec.name,
+                known ? "empty driver (drivers: overlay, fsfilter)" : known.error().message());
   }
   return spec;
 }
@@ -33,7 +37,7 @@ Result<std::unique_ptr<Snapshotters>> Snapshotters::Open(const std::filesystem::
     }
     STRATA_ASSIGN_OR_RETURN(auto snapshotter,
                             snapshotter::OverlaySnapshotter::OpenIn(root / "proxy-snapshots" / spec.name, db,
-                                                                    "proxy/" + spec.name));
+                                                                    "proxy/" + spec.name, UnionMountOf(spec)));
     result->by_name_.emplace(spec.name, std::move(snapshotter));
   }
   return result;

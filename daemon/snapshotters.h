@@ -20,11 +20,13 @@
 namespace strata::daemon {
 
 // "NAME" or "NAME=DRIVER" as `strata serve --snapshotter` takes it. Drivers: "overlay"
-// (kernel overlayfs mounts; the default).
+// (kernel overlayfs mounts; the default) and "fsfilter" (the same snapshots, composed by
+// strata's FUSE union view: fuse3.strata-fsfilter mounts).
 struct PersonalitySpec {
   std::string name;
   std::string driver = "overlay";
 };
+snapshotter::UnionMount UnionMountOf(const PersonalitySpec& spec);
 // InvalidArgument for a malformed name (allowed: [A-Za-z0-9._-], 1-64 chars) or an
 // unknown driver (naming the drivers this build has).
 Result<PersonalitySpec> ParsePersonalitySpec(const std::string& text);

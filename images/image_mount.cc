@@ -48,6 +48,7 @@ Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::Ove
   labels[std::string(kLabelMountManifest)] = prepared.manifest.descriptor.digest.ToString();
   STRATA_ASSIGN_OR_RETURN(prepared.mounts, options.writable ? snapshots.Prepare(key, parent, labels)
                                                             : snapshots.View(key, parent, labels));
+  for (snapshotter::Mount& mount : prepared.mounts) mount = snapshotter::WithUnionMount(std::move(mount), options.union_mount);
   return prepared;
 }
 
@@ -82,10 +83,6 @@ Status UnmountImage(snapshotter::OverlaySnapshotter& snapshots, const fs::path& 
   STRATA_RETURN_IF_ERROR(snapshots.Remove(key));
   return snapshots.Cleanup();  // Remove is metadata-only: reclaim the container's upper dir now
 }
-
-}  // namespace strata::images
-
-namespace strata::images {
 
 Result<LeasedImage> PrepareLeasedImage(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                        const std::string& image_name, const MountOptions& options) {

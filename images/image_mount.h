@@ -34,6 +34,8 @@ Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content,
 
 struct MountOptions {
   bool writable = false;  // an active snapshot (changes kept in its upper dir) vs a view
+  // Kernel overlayfs, or strata's FUSE union view (strata-fsfilter) over the same layers.
+  snapshotter::UnionMount union_mount = snapshotter::UnionMount::kKernelOverlay;
   oci::Platform platform = oci::Platform::Host();
   UnpackLimits limits;
 };

@@ -5,11 +5,14 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "base/file.h"
+#include "base/subprocess.h"
 
 namespace strata::snapshotter {
 namespace {
@@ -116,10 +119,51 @@ Status MountBind(const Mount& mount, const std::filesystem::path& target) {
   return {};
 }
 
+// The program a "fuse3.<program>" mount names: next to this executable first (a build or
+// install of strata keeps strata-fsfilter beside strata), then $PATH, as mount.fuse3 looks.
+Result<std::filesystem::path> FuseProgram(const Mount& mount, std::string_view program,
+                                          const std::filesystem::path& target) {
+  if (program.empty() || program.find('/') != std::string_view::npos) {
+    return Fail(ErrorCode::kInvalidArgument, "mount on {}: bad FUSE type {:?}", target.string(), mount.type);
+  }
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const std::filesystem::path beside = self.parent_path() / program;
+    if (::access(beside.c_str(), X_OK) == 0) return beside;
+  }
+  if (auto found = FindInPath(program)) return *found;
+  return Fail(ErrorCode::kFailedPrecondition, "mount {} on {}: program {} not found next to {} or in PATH",
+              mount.type, target.string(), program, self.parent_path().string());
+}
+
+// A FUSE mount the way mount.fuse3 does it: `<program> SOURCE TARGET -o OPTIONS`; the
+// program daemonises once the mount is ready, so its exit status says whether it is.
+Status MountFuse(const Mount& mount, std::string_view program, const std::filesystem::path& target) {
+  STRATA_ASSIGN_OR_RETURN(std::filesystem::path binary, FuseProgram(mount, program, target));
+  std::vector<std::string> argv = {std::string(program), mount.source, target.string()};
+  if (!mount.options.empty()) {
+    argv.push_back("-o");
+    argv.push_back(fmt::format("{}", fmt::join(mount.options, ",")));
+  }
+  auto ran = RunProgram(binary, argv, {.timeout = std::chrono::seconds(60), .kill_group_on_exit = false});
+  if (!ran) return Fail(Error(ran.error().code(), fmt::format("mount {} on {}: {}", mount.type, target.string(), ran.error().message())));
+  if (!ran->Succeeded()) {
+    std::string_view detail = ran->err.empty() ? ran->out : ran->err;
+    while (!detail.empty() && (detail.back() == '\n' || detail.back() == ' ')) detail.remove_suffix(1);
+    return Fail(ErrorCode::kInternal, "mount {} on {}: {} failed ({}){}{}", mount.type, target.string(),
+                binary.string(), ran->HowItEnded(), detail.empty() ? "" : ": ", detail.substr(0, 1024));
+  }
+  return {};
+}
+
 }  // namespace
 
 Status MountAt(const Mount& mount, const std::filesystem::path& target) {
   if (mount.type == "bind") return MountBind(mount, target);
+  for (std::string_view prefix : {"fuse3.", "fuse."}) {
+    if (mount.type.starts_with(prefix)) return MountFuse(mount, std::string_view(mount.type).substr(prefix.size()), target);
+  }
   if (mount.type != "overlay") {
     return Fail(ErrorCode::kInvalidArgument, "mount on {}: unsupported type {:?}", target.string(), mount.type);
   }

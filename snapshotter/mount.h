@@ -14,8 +14,8 @@
 namespace strata::snapshotter {
 
 struct Mount {
-  std::string type;    // "overlay" or "bind"
-  std::string source;  // "overlay" for overlay; the directory for bind
+  std::string type;    // "overlay", "bind", or "fuse3.<program>" (e.g. fuse3.strata-fsfilter)
+  std::string source;  // "overlay" for overlay and FUSE unions; the directory for bind
   std::vector<std::string> options;  // e.g. "ro", "rbind", "workdir=...", "lowerdir=a:b"
 
   bool operator==(const Mount&) const = default;
@@ -23,6 +23,9 @@ struct Mount {
 
 // Mounts `mount` on the existing directory `target`. Errors name the mount type, the
 // target and the kernel's reason (InvalidArgument for an unknown type or option form).
+// "fuse3.<program>" and "fuse.<program>" run `<program> SOURCE TARGET -o OPTIONS` as
+// mount.fuse3 would (the program found next to this executable, else in $PATH) and wait
+// until it reports the mount ready; UnmountAt ends such mounts too.
 // REQUIRES: CAP_SYS_ADMIN.
 Status MountAt(const Mount& mount, const std::filesystem::path& target);
 

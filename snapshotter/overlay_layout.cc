@@ -38,6 +38,19 @@ Result<Mount> OverlayLayout::MountFor(const SnapshotRecord& record) const {
     mount.options.push_back("upperdir=" + FsDir(record.id).string());
   }
   mount.options.push_back("lowerdir=" + lower);
+  return WithUnionMount(std::move(mount), union_mount_);
+}
+
+Result<UnionMount> ParseUnionMount(std::string_view driver) {
+  if (driver.empty() || driver == "overlay") return UnionMount::kKernelOverlay;
+  if (driver == "fsfilter") return UnionMount::kFsfilter;
+  return Fail(ErrorCode::kInvalidArgument, "unknown driver {:?} (drivers: overlay, fsfilter)", driver);
+}
+
+Mount WithUnionMount(Mount mount, UnionMount how) {
+  if (how != UnionMount::kFsfilter || mount.type != "overlay") return mount;
+  mount.type = kFsfilterMountType;
+  std::erase(mount.options, "index=off");  // a kernel overlayfs option
   return mount;
 }
 

@@ -6,9 +6,14 @@
 //   view, no parent     -> bind of fs, [ro, rbind]
 //   view, one parent    -> bind of the parent's fs, [ro, rbind]
 //   view, >= 2 parents  -> overlay [ro, lowerdir=...]
+// With UnionMount::kFsfilter the two overlay cases are FUSE mounts of strata's union view
+// instead: type fuse3.strata-fsfilter, the same options minus index=off (fuse-overlayfs'
+// command line, which containerd mounts through mount.fuse3). The directories are the same
+// either way: an upper dir fsfilter wrote is in overlay form, as kernel overlayfs leaves it.
 #pragma once
 
 #include <filesystem>
+#include <string_view>
 
 #include "base/error.h"
 #include "snapshotter/mount.h"
@@ -16,10 +21,23 @@
 
 namespace strata::snapshotter {
 
+// How snapshots with parents are composed.
+enum class UnionMount { kKernelOverlay, kFsfilter };
+inline constexpr std::string_view kFsfilterMountType = "fuse3.strata-fsfilter";
+
+// The driver names users give: "overlay" (or "") and "fsfilter". InvalidArgument naming
+// the known ones otherwise.
+Result<UnionMount> ParseUnionMount(std::string_view driver);
+
+// `mount` (as MountFor gives it) composed the `how` way: an overlay mount becomes a
+// fuse3.strata-fsfilter one for kFsfilter; binds and everything for kKernelOverlay stay.
+Mount WithUnionMount(Mount mount, UnionMount how);
+
 class OverlayLayout {
  public:
   // `snapshots_dir` is <store root>/snapshots.
-  explicit OverlayLayout(std::filesystem::path snapshots_dir) : dir_(std::move(snapshots_dir)) {}
+  explicit OverlayLayout(std::filesystem::path snapshots_dir, UnionMount union_mount = UnionMount::kKernelOverlay)
+      : dir_(std::move(snapshots_dir)), union_mount_(union_mount) {}
 
   std::filesystem::path SnapshotDir(uint64_t id) const { return dir_ / std::to_string(id); }
   std::filesystem::path FsDir(uint64_t id) const { return SnapshotDir(id) / "fs"; }
@@ -28,9 +46,11 @@ class OverlayLayout {
   // The mount for an active or view snapshot; FailedPrecondition for a committed one (as
   // containerd: only active and view snapshots have mounts).
   Result<Mount> MountFor(const SnapshotRecord& record) const;
+  UnionMount union_mount() const { return union_mount_; }
 
  private:
   std::filesystem::path dir_;
+  UnionMount union_mount_;
 };
 
 }  // namespace strata::snapshotter

@@ -47,16 +47,17 @@ Result<Usage> DiskUsage(const fs::path& dir) {
 }
 
 Result<std::unique_ptr<OverlaySnapshotter>> OverlaySnapshotter::Open(const fs::path& root, store::MetaDB& db,
-                                                                     std::string name) {
-  return OpenIn(root / "snapshots", db, std::move(name));
+                                                                     std::string name, UnionMount union_mount) {
+  return OpenIn(root / "snapshots", db, std::move(name), union_mount);
 }
 
 Result<std::unique_ptr<OverlaySnapshotter>> OverlaySnapshotter::OpenIn(const fs::path& snapshots_dir,
-                                                                       store::MetaDB& db, std::string name) {
+                                                                       store::MetaDB& db, std::string name,
+                                                                       UnionMount union_mount) {
   std::error_code ec;
   fs::create_directories(snapshots_dir, ec);
   if (ec) return Fail(ErrorCode::kInternal, "create {}: {}", snapshots_dir.string(), ec.message());
-  return std::unique_ptr<OverlaySnapshotter>(new OverlaySnapshotter(snapshots_dir, db, std::move(name)));
+  return std::unique_ptr<OverlaySnapshotter>(new OverlaySnapshotter(snapshots_dir, db, std::move(name), union_mount));
 }
 
 Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::string& key, const std::string& parent,

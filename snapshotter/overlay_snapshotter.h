@@ -34,13 +34,17 @@ namespace strata::snapshotter {
 class OverlaySnapshotter {
  public:
   // `root` is the store root (snapshots/ is created beneath it); `name` the snapshotter's
-  // namespace in the metadata. `db` must outlive the snapshotter.
+  // namespace in the metadata. `db` must outlive the snapshotter. `union_mount` chooses what
+  // Prepare/View/Mounts hand out for snapshots with parents (OverlayLayout); the records
+  // and directories are the same either way.
   static Result<std::unique_ptr<OverlaySnapshotter>> Open(const std::filesystem::path& root, store::MetaDB& db,
-                                                          std::string name = "overlayfs");
+                                                          std::string name = "overlayfs",
+                                                          UnionMount union_mount = UnionMount::kKernelOverlay);
   // The same with the directories in `snapshots_dir`. Every namespace needs a directory of
   // its own: Cleanup removes whatever its records do not name.
   static Result<std::unique_ptr<OverlaySnapshotter>> OpenIn(const std::filesystem::path& snapshots_dir,
-                                                            store::MetaDB& db, std::string name);
+                                                            store::MetaDB& db, std::string name,
+                                                            UnionMount union_mount = UnionMount::kKernelOverlay);
 
   // An active snapshot over committed `parent` ("" = empty), and its mounts. fs is 0755,
   // owned like the parent's fs root (containerd does the same).
@@ -75,8 +79,8 @@ class OverlaySnapshotter {
   SnapshotStore& records() { return records_; }
 
  private:
-  OverlaySnapshotter(std::filesystem::path snapshots_dir, store::MetaDB& db, std::string name)
-      : layout_(snapshots_dir), snapshots_dir_(std::move(snapshots_dir)), name_(name), records_(db, std::move(name)) {}
+  OverlaySnapshotter(std::filesystem::path snapshots_dir, store::MetaDB& db, std::string name, UnionMount union_mount)
+      : layout_(snapshots_dir, union_mount), snapshots_dir_(std::move(snapshots_dir)), name_(name), records_(db, std::move(name)) {}
   Result<std::vector<Mount>> Create(Kind kind, const std::string& key, const std::string& parent,
                                     const store::Labels& labels);
   // snapshots/<id> for a fresh id (a leftover of a lost id is replaced).

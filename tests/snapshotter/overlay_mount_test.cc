@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "base/subprocess.h"
 #include "tests/support/assertions.h"
 #include "tests/support/root.h"
 
@@ -49,6 +50,32 @@ TEST(OverlayLayoutTest, MountsFollowContainerdsOverlayRules) {
   EXPECT_NE(std::find(active.options.begin(), active.options.end(), "upperdir=/s/4/fs"), active.options.end());
   EXPECT_NE(std::find(active.options.begin(), active.options.end(), "workdir=/s/4/work"), active.options.end());
   EXPECT_EQ(layout.MountFor(Record(Kind::kCommitted, 1, {})).error().code(), ErrorCode::kFailedPrecondition);
+}
+
+TEST(OverlayLayoutTest, FsfilterUnionGivesFuseMountsWithTheSameDirectories) {
+  OverlayLayout kernel("/s");
+  OverlayLayout fuse("/s", UnionMount::kFsfilter);
+  for (const SnapshotRecord& record : {Record(Kind::kActive, 4, {3, 2}), Record(Kind::kView, 5, {3, 2})}) {
+    ASSERT_OK_AND_ASSIGN(Mount overlay, kernel.MountFor(record));
+    ASSERT_OK_AND_ASSIGN(Mount mount, fuse.MountFor(record));
+    EXPECT_EQ(mount.type, "fuse3.strata-fsfilter");
+    EXPECT_EQ(mount.source, "overlay");
+    std::erase(overlay.options, "index=off");  // kernel overlayfs only
+    EXPECT_EQ(mount.options, overlay.options);
+  }
+  // Single layers need no union: binds either way.
+  ASSERT_OK_AND_ASSIGN(Mount bind, fuse.MountFor(Record(Kind::kActive, 1, {})));
+  EXPECT_EQ(bind, (Mount{"bind", "/s/1/fs", {"rw", "rbind"}}));
+  ASSERT_OK_AND_ASSIGN(Mount view_bind, fuse.MountFor(Record(Kind::kView, 5, {2})));
+  EXPECT_EQ(view_bind.type, "bind");
+
+  EXPECT_EQ(ParseUnionMount("overlay").value(), UnionMount::kKernelOverlay);
+  EXPECT_EQ(ParseUnionMount("").value(), UnionMount::kKernelOverlay);
+  EXPECT_EQ(ParseUnionMount("fsfilter").value(), UnionMount::kFsfilter);
+  auto unknown = ParseUnionMount("aufs");
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(unknown.error().message().find("overlay, fsfilter"), std::string::npos);
 }
 
 class OverlayMountTest : public ::testing::Test {
@@ -125,6 +152,42 @@ TEST_F(OverlayMountTest, BindMountsForSingleLayers) {
   EXPECT_EQ(::open((target_ / "new").c_str(), O_CREAT | O_WRONLY, 0644), -1);
   EXPECT_EQ(errno, EROFS);
   ASSERT_OK(UnmountAt(target_));
+}
+
+// "fuse3.<program>" mounts run the program as mount.fuse3 would; fuse-overlayfs takes the
+// same command line as strata-fsfilter, so it stands in for any such program here.
+TEST_F(OverlayMountTest, FuseMountTypesRunTheirProgramAndUnmount) {
+  if (!FindInPath("fuse-overlayfs")) GTEST_SKIP() << "fuse-overlayfs is not installed (scripts/setup installs it)";
+  MakeSnapshotDirs(1);
+  WriteText(layout_->FsDir(1) / "a.txt", "from layer 1");
+  MakeSnapshotDirs(2);
+  ASSERT_OK_AND_ASSIGN(Mount mount, layout_->MountFor(Record(Kind::kActive, 2, {1})));
+  mount = WithUnionMount(std::move(mount), UnionMount::kFsfilter);
+  mount.type = "fuse3.fuse-overlayfs";
+  ASSERT_OK(MountAt(mount, target_));
+  EXPECT_EQ(ReadText(target_ / "a.txt"), "from layer 1");
+  WriteText(target_ / "b.txt", "written through FUSE");
+  ASSERT_OK(UnmountAt(target_));
+  EXPECT_EQ(ReadText(layout_->FsDir(2) / "b.txt"), "written through FUSE");
+  EXPECT_EQ(UnmountAt(target_).error().code(), ErrorCode::kNotFound);
+}
+
+TEST_F(OverlayMountTest, FailingFuseProgramIsReportedWithItsOwnWords) {
+  if (!FindInPath("fuse-overlayfs")) GTEST_SKIP() << "fuse-overlayfs is not installed (scripts/setup installs it)";
+  const Mount bad{"fuse3.fuse-overlayfs", "overlay", {"lowerdir=" + (*root_ / "missing").string()}};
+  auto status = MountAt(bad, target_);
+  ASSERT_FALSE(status);
+  EXPECT_NE(status.error().message().find("fuse-overlayfs failed (exit status"), std::string::npos)
+      << status.error().message();
+  EXPECT_EQ(UnmountAt(target_).error().code(), ErrorCode::kNotFound);  // nothing was mounted
+
+  auto escape = MountAt(Mount{"fuse3.../../bin/sh", "overlay", {}}, target_);
+  ASSERT_FALSE(escape);
+  EXPECT_EQ(escape.error().code(), ErrorCode::kInvalidArgument);
+  auto missing = MountAt(Mount{"fuse3.strata-no-such-program", "overlay", {}}, target_);
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("program strata-no-such-program not found"), std::string::npos)
+      << missing.error().message();
 }
 
 }  // namespace
