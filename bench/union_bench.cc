@@ -22,8 +22,8 @@
 //   rm -rf             remove two lower trees (usr/share/man, usr/share/zoneinfo): whiteouts
 //   write + fsync      write 1 GiB to a new file, then fsync
 // "cold" runs drop the page cache (sync; echo 3 > /proc/sys/vm/drop_caches) after mounting;
-// the others first walk the view once untimed (and copy-up reads its 500 files, create its
-// tar), as a container that has been running a while would have it cached. By default each
+// the others first walk the view once untimed (read warm reads it all; copy-up reads its 500
+// files, create its tar), as a container that has been running a while would have it cached. By default each
 // run's upper and work dirs live on a freshly made, loop-mounted ext4 (--fresh-fs 1), so no
 // program pays for the disk churn of the runs before it. Each round runs every workload on
 // every program; the order of the programs rotates round by round.
@@ -32,8 +32,9 @@
 //                      [--strata-fsfilter PATH] [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]
 // Needs root (mounts, drop_caches). Everything temporary lives in a fresh directory under
 // --work-dir (default $TMPDIR or /tmp), removed at the end together with any mount left under
-// it; SIGINT/SIGTERM stop the rounds and still clean up. Only the mount programs started here
-// are waited for, by pid.
+// it; SIGINT/SIGTERM stop the rounds and still clean up. A FUSE daemon is awaited by pid after
+// its umount, and killed by pid only if a run hangs for 300 s (the workload is then reported
+// as failed for that program and not run again; the others go on).
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -47,14 +48,14 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -78,11 +79,15 @@ using bench::kMiB;
 constexpr uint64_t kTreeSeed = 0x51A7A;
 constexpr std::string_view kTreeVersion = "union-tree-v1";
 constexpr int kCopyUpFiles = 500;
-constexpr int kCreateFiles = 3000;
+// The create workload's tar: 100 existing lower dirs get 10 files each, 100 new dirs 20 each.
+constexpr int kCreateDirs = 100;
+constexpr int kCreateIntoLowerDir = 10;
+constexpr int kCreateIntoNewDir = 20;
 constexpr size_t kWriteMib = 1024;
 constexpr size_t kQuickWriteMib = 256;
 constexpr int kQuickRounds = 2;
 constexpr uint64_t kScratchBytes = 4ULL << 30;  // sparse; holds the 1 GiB write
+constexpr std::chrono::seconds kRunTimeLimit{300};  // one run takes seconds; beyond this it hangs
 const std::array<std::string, 2> kRemovedTrees = {"usr/share/man", "usr/share/zoneinfo"};
 
 std::atomic<bool> g_interrupted{false};
@@ -149,7 +154,9 @@ Options ParseOptions(int argc, char** argv) {
     if (!rounds_set) options.rounds = kQuickRounds;
     options.write_mib = kQuickWriteMib;
   }
-  if (options.strata_fsfilter.empty()) options.strata_fsfilter = bench::StrataNextToSelf().parent_path() / "strata-fsfilter";
+  if (options.strata_fsfilter.empty()) {
+    options.strata_fsfilter = bench::StrataNextToSelf().parent_path() / "strata-fsfilter";
+  }
   return options;
 }
 
@@ -185,7 +192,8 @@ class LayerWriter {
     block_.resize(kMiB);
     for (uint64_t done = 0; done < size; done += kMiB) {
       random_.Fill(block_.data(), kMiB);
-      STRATA_RETURN_IF_ERROR(WriteAll(fd.get(), std::string_view(block_.data(), std::min<uint64_t>(kMiB, size - done))));
+      STRATA_RETURN_IF_ERROR(
+          WriteAll(fd.get(), std::string_view(block_.data(), std::min<uint64_t>(kMiB, size - done))));
     }
     ++files_;
     bytes_ += size;
@@ -231,7 +239,7 @@ class LayerWriter {
     const fs::path parent = (root_ / rel).parent_path();
     std::error_code ec;
     if (fs::is_directory(parent, ec)) return {};
-    return bench::MakeDirs(parent);  // 0755 under the usual umask; set again below
+    return bench::MakeDirs(parent);  // mode from the umask (0755 usually): the tree is built once
   }
   fs::path root_;
   bench::SeededRandom& random_;
@@ -244,18 +252,21 @@ Status Files(LayerWriter& layer, const std::string& dir, int count, std::string_
              uint64_t low, uint64_t high, mode_t mode = 0644, int first = 0) {
   for (int i = first; i < first + count; ++i) {
     STRATA_RETURN_IF_ERROR(Interrupted());
-    STRATA_RETURN_IF_ERROR(layer.File(fmt::format("{}/{}{:03d}{}", dir, prefix, i, suffix), layer.Size(low, high), mode));
+    STRATA_RETURN_IF_ERROR(
+        layer.File(fmt::format("{}/{}{:03d}{}", dir, prefix, i, suffix), layer.Size(low, high), mode));
   }
   return {};
 }
 
 Status WriteBase(LayerWriter& b) {
   STRATA_RETURN_IF_ERROR(Files(b, "usr/bin", 300, "tool", "", 4096, kMiB, 0755));
-  for (int i = 0; i < 40; ++i) STRATA_RETURN_IF_ERROR(b.Symlink(fmt::format("usr/bin/alias{:03d}", i), fmt::format("tool{:03d}", i * 7)));
+  for (int i = 0; i < 40; ++i)
+    STRATA_RETURN_IF_ERROR(b.Symlink(fmt::format("usr/bin/alias{:03d}", i), fmt::format("tool{:03d}", i * 7)));
   STRATA_RETURN_IF_ERROR(Files(b, "usr/sbin", 80, "daemon", "", 4096, 512 * 1024, 0755));
   STRATA_RETURN_IF_ERROR(Files(b, "usr/lib/x86_64-linux-gnu", 350, "lib", ".so.1", 16 * 1024, kMiB));
   for (int i = 0; i < 200; ++i) {
-    STRATA_RETURN_IF_ERROR(b.Symlink(fmt::format("usr/lib/x86_64-linux-gnu/lib{:03d}.so", i), fmt::format("lib{:03d}.so.1", i)));
+    STRATA_RETURN_IF_ERROR(
+        b.Symlink(fmt::format("usr/lib/x86_64-linux-gnu/lib{:03d}.so", i), fmt::format("lib{:03d}.so.1", i)));
   }
   STRATA_RETURN_IF_ERROR(Files(b, "usr/lib/x86_64-linux-gnu/gconv", 250, "CP", ".so", 4096, 64 * 1024));
   for (int p = 0; p < 180; ++p) {
@@ -263,14 +274,21 @@ Status WriteBase(LayerWriter& b) {
     STRATA_RETURN_IF_ERROR(b.File(dir + "/copyright", b.Size(1024, 8192)));
     STRATA_RETURN_IF_ERROR(b.File(dir + "/changelog.Debian.gz", b.Size(1024, 32 * 1024)));
   }
-  for (int s = 1; s <= 3; ++s) STRATA_RETURN_IF_ERROR(Files(b, fmt::format("usr/share/man/man{}", s * 3 - 2), 250, "page", ".gz", 1024, 16 * 1024));
+  for (int s = 1; s <= 3; ++s)
+    STRATA_RETURN_IF_ERROR(
+        Files(b, fmt::format("usr/share/man/man{}", s * 3 - 2), 250, "page", ".gz", 1024, 16 * 1024));
   for (int l = 0; l < 60; ++l) {
-    STRATA_RETURN_IF_ERROR(Files(b, fmt::format("usr/share/locale/l{:02d}/LC_MESSAGES", l), 8, "domain", ".mo", 2048, 64 * 1024));
+    STRATA_RETURN_IF_ERROR(
+        Files(b, fmt::format("usr/share/locale/l{:02d}/LC_MESSAGES", l), 8, "domain", ".mo", 2048, 64 * 1024));
   }
-  for (int r = 0; r < 12; ++r) STRATA_RETURN_IF_ERROR(Files(b, fmt::format("usr/share/zoneinfo/Region{:02d}", r), 50, "City", "", 100, 4096));
-  for (int m = 0; m < 20; ++m) STRATA_RETURN_IF_ERROR(Files(b, fmt::format("usr/share/perl5/Mod{:02d}/Sub", m), 15, "Part", ".pm", 1024, 32 * 1024));
+  for (int r = 0; r < 12; ++r)
+    STRATA_RETURN_IF_ERROR(Files(b, fmt::format("usr/share/zoneinfo/Region{:02d}", r), 50, "City", "", 100, 4096));
+  for (int m = 0; m < 20; ++m)
+    STRATA_RETURN_IF_ERROR(
+        Files(b, fmt::format("usr/share/perl5/Mod{:02d}/Sub", m), 15, "Part", ".pm", 1024, 32 * 1024));
   STRATA_RETURN_IF_ERROR(Files(b, "etc", 40, "conf", "", 100, 8192));
-  for (int d = 0; d < 10; ++d) STRATA_RETURN_IF_ERROR(Files(b, fmt::format("etc/d{:02d}.d", d), 11, "item", ".conf", 100, 8192));
+  for (int d = 0; d < 10; ++d)
+    STRATA_RETURN_IF_ERROR(Files(b, fmt::format("etc/d{:02d}.d", d), 11, "item", ".conf", 100, 8192));
   STRATA_RETURN_IF_ERROR(Files(b, "var/lib/dpkg/info", 700, "pkg", ".list", 100, 16 * 1024));
   STRATA_RETURN_IF_ERROR(b.Dir("tmp", 01777));
   return b.Dir("root", 0700);
@@ -284,8 +302,8 @@ Status WritePython(LayerWriter& p) {
     STRATA_RETURN_IF_ERROR(Files(p, pkg + "/sub1", 10, "mod", ".py", 512, 64 * 1024));
     STRATA_RETURN_IF_ERROR(Files(p, pkg + "/sub2", 10, "mod", ".py", 512, 64 * 1024));
   }
-  STRATA_RETURN_IF_ERROR(Files(p, "usr/lib/python3.11/lib-dynload", 60, "ext", ".cpython-311-x86_64-linux-gnu.so",
-                               16 * 1024, 512 * 1024));
+  STRATA_RETURN_IF_ERROR(
+      Files(p, "usr/lib/python3.11/lib-dynload", 60, "ext", ".cpython-311-x86_64-linux-gnu.so", 16 * 1024, 512 * 1024));
   STRATA_RETURN_IF_ERROR(p.File("usr/bin/python3.11", 6 * kMiB, 0755));
   STRATA_RETURN_IF_ERROR(p.Symlink("usr/bin/python3", "python3.11"));
   for (int d = 0; d < 5; ++d) {
@@ -296,21 +314,25 @@ Status WritePython(LayerWriter& p) {
 }
 
 Status WriteChange(LayerWriter& c) {
-  for (int i = 0; i < 40; ++i) STRATA_RETURN_IF_ERROR(c.Whiteout(fmt::format("var/lib/dpkg/info/pkg{:03d}.list", i * 17)));
+  for (int i = 0; i < 40; ++i)
+    STRATA_RETURN_IF_ERROR(c.Whiteout(fmt::format("var/lib/dpkg/info/pkg{:03d}.list", i * 17)));
   STRATA_RETURN_IF_ERROR(c.Whiteout("usr/share/locale/l00"));
   STRATA_RETURN_IF_ERROR(c.Whiteout("usr/share/locale/l01"));
   STRATA_RETURN_IF_ERROR(c.Whiteout("usr/lib/python3.11/pkg39"));
   STRATA_RETURN_IF_ERROR(c.Dir("etc/d00.d"));
   STRATA_RETURN_IF_ERROR(c.Xattr("etc/d00.d", "trusted.overlay.opaque", "y"));
   STRATA_RETURN_IF_ERROR(Files(c, "etc/d00.d", 3, "replaced", ".conf", 100, 4096));
-  for (int i = 0; i < 30; ++i) STRATA_RETURN_IF_ERROR(c.File(fmt::format("usr/bin/tool{:03d}", i * 9), c.Size(4096, 256 * 1024), 0755));
+  for (int i = 0; i < 30; ++i)
+    STRATA_RETURN_IF_ERROR(c.File(fmt::format("usr/bin/tool{:03d}", i * 9), c.Size(4096, 256 * 1024), 0755));
   for (int i = 0; i < 10; ++i) {
     STRATA_RETURN_IF_ERROR(c.File(fmt::format("opt/app/lib/data{:02d}", i), c.Size(1024, 64 * 1024)));
-    STRATA_RETURN_IF_ERROR(c.HardLink(fmt::format("opt/app/share/data{:02d}", i), fmt::format("opt/app/lib/data{:02d}", i)));
+    STRATA_RETURN_IF_ERROR(
+        c.HardLink(fmt::format("opt/app/share/data{:02d}", i), fmt::format("opt/app/lib/data{:02d}", i)));
     STRATA_RETURN_IF_ERROR(c.Xattr(fmt::format("opt/app/lib/data{:02d}", i), "user.note", fmt::format("item {}", i)));
   }
   for (int i = 0; i < 20; ++i) {
-    STRATA_RETURN_IF_ERROR(c.Symlink(fmt::format("opt/app/bin/link{:02d}", i), fmt::format("../lib/data{:02d}", i % 10)));
+    STRATA_RETURN_IF_ERROR(
+        c.Symlink(fmt::format("opt/app/bin/link{:02d}", i), fmt::format("../lib/data{:02d}", i % 10)));
   }
   STRATA_RETURN_IF_ERROR(c.Fifo("opt/app/run/control"));
   STRATA_RETURN_IF_ERROR(c.File("opt/app/bin/helper", 8192, 04755));
@@ -321,11 +343,13 @@ Status WriteChange(LayerWriter& c) {
 // The 3k files the create workload unpacks: 1000 into base's usr/share/doc/pkgNNN dirs (so
 // their dirs are copied up), 2000 into new dirs under usr/share/newpkg.
 Status WriteCreateSource(LayerWriter& t) {
-  for (int p = 0; p < 100; ++p) {
-    STRATA_RETURN_IF_ERROR(Files(t, fmt::format("usr/share/doc/pkg{:03d}", p), 10, "extra", "", 256, 64 * 1024));
+  for (int p = 0; p < kCreateDirs; ++p) {
+    STRATA_RETURN_IF_ERROR(
+        Files(t, fmt::format("usr/share/doc/pkg{:03d}", p), kCreateIntoLowerDir, "extra", "", 256, 64 * 1024));
   }
-  for (int d = 0; d < 100; ++d) {
-    STRATA_RETURN_IF_ERROR(Files(t, fmt::format("usr/share/newpkg/d{:03d}", d), kCreateFiles / 150, "file", ".dat", 256, 64 * 1024));
+  for (int d = 0; d < kCreateDirs; ++d) {
+    STRATA_RETURN_IF_ERROR(
+        Files(t, fmt::format("usr/share/newpkg/d{:03d}", d), kCreateIntoNewDir, "file", ".dat", 256, 64 * 1024));
   }
   return {};
 }
@@ -338,7 +362,9 @@ struct Tree {
   fs::path create_tar() const { return dir / "create.tar"; }
   std::string summary;  // what the generator made
   // lowerdir= value, topmost first.
-  std::string Lowerdir() const { return fmt::format("{}:{}:{}", change().native(), python().native(), base().native()); }
+  std::string Lowerdir() const {
+    return fmt::format("{}:{}:{}", change().native(), python().native(), base().native());
+  }
 };
 
 // The cached tree, generated (into a temp dir, then renamed) when missing.
@@ -358,7 +384,8 @@ Result<Tree> PrepareTree(const Options& options, const fs::path& log) {
     LayerWriter layer(build / name, random);
     STRATA_RETURN_IF_ERROR(bench::MakeDirs(build / name));
     STRATA_RETURN_IF_ERROR(write(layer));
-    summary += fmt::format("{}: {} files, {:.0f} MB; ", name, layer.files(), static_cast<double>(layer.bytes()) / 1e6);
+    summary += fmt::format("{}{}: {} files, {:.0f} MB", summary.empty() ? "" : "; ", name, layer.files(),
+                           static_cast<double>(layer.bytes()) / 1e6);
     return {};
   };
   Status made = write_layer("base", &WriteBase);
@@ -366,7 +393,8 @@ Result<Tree> PrepareTree(const Options& options, const fs::path& log) {
   if (made) made = write_layer("change", &WriteChange);
   if (made) made = write_layer("create-src", &WriteCreateSource);
   if (made && !bench::RunLogged({"tar", "--numeric-owner", "-cf", (build / "create.tar").native(), "-C",
-                                 (build / "create-src").native(), "usr"}, log)) {
+                                 (build / "create-src").native(), "usr"},
+                                log)) {
     made = Fail(ErrorCode::kInternal, "tar -cf create.tar failed: {}", bench::FileTail(log));
   }
   if (made) made = bench::RemoveTree(build / "create-src");
@@ -388,9 +416,9 @@ Result<Tree> PrepareTree(const Options& options, const fs::path& log) {
 // ---- walking and reading a view ----
 
 struct WalkTotals {
-  uint64_t entries = 0;       // everything below the root
-  uint64_t file_bytes = 0;    // st_size of regular files
-  uint64_t bytes_read = 0;    // when reading
+  uint64_t entries = 0;     // everything below the root
+  uint64_t file_bytes = 0;  // st_size of regular files
+  uint64_t bytes_read = 0;  // when reading
 };
 
 // lstat (fstatat AT_SYMLINK_NOFOLLOW) of every entry under the open dir `fd`; with `read`,
@@ -532,6 +560,8 @@ class UnionMount {
   UnionMount(const UnionMount&) = delete;
   UnionMount& operator=(const UnionMount&) = delete;
 
+  const std::vector<pid_t>& daemon_pids() const { return daemon_pids_; }
+
   // umount (lazily if still busy after 2 s); then waits up to 10 s for the daemon to exit.
   Status Unmount() {
     if (!mounted_) return {};
@@ -552,7 +582,8 @@ class UnionMount {
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
       }
       if (!Exited(pid) && status) {
-        status = Fail(ErrorCode::kInternal, "daemon pid {} still running 10 s after umount {}", pid, mountpoint_.native());
+        status =
+            Fail(ErrorCode::kInternal, "daemon pid {} still running 10 s after umount {}", pid, mountpoint_.native());
       }
     }
     return status;
@@ -565,13 +596,47 @@ class UnionMount {
   bool mounted_ = false;
 };
 
+// Kills the FUSE daemon (by pid) if a run has not finished within `limit`: a hung request
+// would otherwise stop the benchmark for good. Killing the daemon aborts the connection, so
+// blocked calls fail (ENOTCONN) and the run is reported as failed. Joined on destruction.
+class RunWatchdog {
+ public:
+  RunWatchdog(std::vector<pid_t> pids, std::chrono::seconds limit)
+      : thread_([pids = std::move(pids), limit, this](std::stop_token stop) {
+          std::unique_lock lock(mutex_);
+          wake_.wait_for(lock, stop, limit, [] { return false; });
+          if (stop.stop_requested()) return;
+          fired_ = true;
+          for (const pid_t pid : pids) ::kill(pid, SIGKILL);
+        }) {}
+  bool fired() const { return fired_; }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable_any wake_;
+  std::atomic<bool> fired_{false};
+  std::jthread thread_;  // last: starts once the members it uses exist
+};
+
 // ---- workloads ----
 
 enum Workload { kWalkCold = 0, kWalkWarm, kReadCold, kReadWarm, kCopyUp, kCreate, kRmRf, kWrite, kWorkloadCount };
 constexpr std::array<std::string_view, kWorkloadCount> kWorkloadNames = {
-    "walk, cold cache", "walk, warm", "read all files, cold", "read all files, warm",
-    "copy-up: append a byte to 500 lower .py files", "create: untar 3k files into usr/share",
-    "rm -rf two lower trees (whiteouts)", "write 1 GiB + fsync"};
+    "walk, cold cache",
+    "walk, warm",
+    "read all files, cold",
+    "read all files, warm",
+    "copy-up: append a byte to 500 lower .py files",
+    "create: untar 3k files into usr/share",
+    "rm -rf two lower trees (whiteouts)",
+    "write 1 GiB + fsync"};
+
+std::string WorkloadName(Workload workload, const Options& options) {
+  if (workload == kWrite && options.write_mib != kWriteMib) {
+    return fmt::format("write {} MiB + fsync", options.write_mib);
+  }
+  return std::string(kWorkloadNames[workload]);
+}
 
 bool IsCold(Workload workload) { return workload == kWalkCold || workload == kReadCold; }
 
@@ -607,7 +672,8 @@ Result<std::string> Body(Bench& bench, Workload workload, const fs::path& view) 
     case kWalkCold:
     case kWalkWarm: {
       STRATA_ASSIGN_OR_RETURN(const WalkTotals totals, Walk(view, false));
-      return fmt::format("{} entries, {:.1f} MB in files", totals.entries, static_cast<double>(totals.file_bytes) / 1e6);
+      return fmt::format("{} entries, {:.1f} MB in files", totals.entries,
+                         static_cast<double>(totals.file_bytes) / 1e6);
     }
     case kReadCold:
     case kReadWarm: {
@@ -645,7 +711,8 @@ Result<std::string> Body(Bench& bench, Workload workload, const fs::path& view) 
       if (::fsync(fd.get()) != 0) return ErrnoFail(errno, "fsync", view / "written.bin");
       return fmt::format("{} MiB written", bench.options.write_mib);
     }
-    case kWorkloadCount: break;
+    case kWorkloadCount:
+      break;
   }
   return Fail(ErrorCode::kInternal, "unknown workload");
 }
@@ -664,12 +731,20 @@ Result<RunResult> RunOnce(Bench& bench, const Program& program, Workload workloa
   STRATA_RETURN_IF_ERROR(bench::MakeDirs(state / "work"));
   RunResult result;
   {
-    STRATA_ASSIGN_OR_RETURN(std::unique_ptr<UnionMount> mount,
-                            UnionMount::Mount(program, bench.tree, state / "upper", state / "work", dir / "mnt", bench.log));
-    STRATA_RETURN_IF_ERROR(Prepare(bench, workload, dir / "mnt"));
-    if (IsCold(workload)) STRATA_RETURN_IF_ERROR(bench::DropCaches());
+    STRATA_ASSIGN_OR_RETURN(
+        std::unique_ptr<UnionMount> mount,
+        UnionMount::Mount(program, bench.tree, state / "upper", state / "work", dir / "mnt", bench.log));
     Result<std::string> check;
-    result.seconds = bench::TimeSeconds([&] { check = Body(bench, workload, dir / "mnt"); });
+    {
+      RunWatchdog watchdog(mount->daemon_pids(), kRunTimeLimit);
+      STRATA_RETURN_IF_ERROR(Prepare(bench, workload, dir / "mnt"));
+      if (IsCold(workload)) STRATA_RETURN_IF_ERROR(bench::DropCaches());
+      result.seconds = bench::TimeSeconds([&] { check = Body(bench, workload, dir / "mnt"); });
+      if (watchdog.fired()) {
+        return Fail(ErrorCode::kUnavailable, "{} hung: no end after {} s; its daemon was killed", program.title,
+                    kRunTimeLimit.count());
+      }
+    }
     if (!check) return Fail(check.error());
     result.check = *check;
     STRATA_RETURN_IF_ERROR(mount->Unmount());
@@ -685,14 +760,18 @@ struct ProgramResults {
   Program program;
   std::array<bench::Samples, kWorkloadCount> seconds;
   std::array<std::string, kWorkloadCount> checks;
-  std::optional<Error> error;
+  // A workload that failed once is not run again for this program; the others go on.
+  std::array<std::optional<Error>, kWorkloadCount> errors;
 };
 
-std::string MedianAndRange(const bench::Samples& samples) {
+// "median (min-max)", plus "[n of N runs]" when some runs failed.
+std::string MedianAndRange(const bench::Samples& samples, int rounds) {
   if (samples.count() == 0) return "n/a";
   const int decimals = samples.Median() < 1 ? 3 : 2;
-  return fmt::format("{:.{}f} ({:.{}f}-{:.{}f})", samples.Median(), decimals, samples.Min(), decimals, samples.Max(),
-                     decimals);
+  std::string out = fmt::format("{:.{}f} ({:.{}f}-{:.{}f})", samples.Median(), decimals, samples.Min(), decimals,
+                                samples.Max(), decimals);
+  if (static_cast<int>(samples.count()) < rounds) out += fmt::format(" [{} of {} runs]", samples.count(), rounds);
+  return out;
 }
 
 std::string Ratio(const bench::Samples& a, const bench::Samples& b) {
@@ -717,9 +796,8 @@ void Report(const std::vector<ProgramResults>& results, const Bench& bench) {
   bench::MarkdownTable table(columns);
   std::string checks;
   for (int w = 0; w < kWorkloadCount; ++w) {
-    std::vector<std::string> row = {w == kWrite ? fmt::format("write {} MiB + fsync", bench.options.write_mib)
-                                                : std::string(kWorkloadNames[w])};
-    for (const auto& r : results) row.push_back(MedianAndRange(r.seconds[w]));
+    std::vector<std::string> row = {WorkloadName(static_cast<Workload>(w), bench.options)};
+    for (const auto& r : results) row.push_back(MedianAndRange(r.seconds[w], bench.options.rounds));
     row.push_back(Ratio(samples("strata", w), samples("fuse-overlayfs", w)));
     row.push_back(Ratio(samples("strata", w), samples("kernel", w)));
     row.push_back(Ratio(samples("fuse-overlayfs", w), samples("kernel", w)));
@@ -747,7 +825,9 @@ void Report(const std::vector<ProgramResults>& results, const Bench& bench) {
   }
   fmt::print("{}", checks);
   for (const auto& r : results) {
-    if (r.error) fmt::print("{}: FAILED: {}\n", r.program.title, r.error->ToString());
+    for (int w = 0; w < kWorkloadCount; ++w) {
+      if (r.errors[w]) fmt::print("{}: {}: FAILED: {}\n", r.program.title, kWorkloadNames[w], r.errors[w]->ToString());
+    }
   }
 }
 
@@ -758,13 +838,14 @@ void RunRounds(Bench& bench, std::vector<ProgramResults>& results) {
     for (int w = 0; w < kWorkloadCount && !g_interrupted; ++w) {
       for (size_t j = 0; j < results.size() && !g_interrupted; ++j) {
         ProgramResults& r = results[(round + j) % results.size()];
-        if (r.error) continue;
+        if (r.errors[w]) continue;
         std::fprintf(stderr, "round %d/%d: %s, %s...", round + 1, bench.options.rounds, r.program.title.c_str(),
-                     std::string(kWorkloadNames[w]).c_str());
+                     WorkloadName(static_cast<Workload>(w), bench.options).c_str());
         Result<RunResult> run = RunOnce(bench, r.program, static_cast<Workload>(w));
         if (!run) {
-          std::fprintf(stderr, " FAILED\n%s\n", run.error().ToString().c_str());
-          if (!g_interrupted) r.error = run.error().WithContext(std::string(kWorkloadNames[w]));
+          std::fprintf(stderr, " FAILED\n%s\nlog tail:\n%s\n", run.error().ToString().c_str(),
+                       bench::FileTail(bench.log, 1024).c_str());
+          if (!g_interrupted) r.errors[w] = run.error();
           continue;
         }
         r.seconds[w].Add(run->seconds);
@@ -836,23 +917,27 @@ int Run(Options options) {
         status = 130;
       } else {
         fmt::print("## strata-bench-union: union view workloads over a generated 3-layer python3-like tree\n\n");
-        fmt::print("{}; {} round(s), a fresh mount over a fresh upper dir per run{}; tree {} ({})\n",
-                   load.Describe(), options.rounds,
-                   options.fresh_fs ? " on a freshly made loop-mounted ext4" : " in the work dir",
+        fmt::print("{}; {} round(s), a fresh mount over a fresh upper dir per run{}; tree {} ({})\n", load.Describe(),
+                   options.rounds, options.fresh_fs ? " on a freshly made loop-mounted ext4" : " in the work dir",
                    bench.tree.dir.native(), bench.tree.summary);
-        std::string version = bench::RunCapturingStdout({"sh", "-c", "fuse-overlayfs --version 2>/dev/null | grep -i fuse-overlayfs"}).value_or("");
-        fmt::print("programs: {}; kernel with index=off; fuse programs with just -o lowerdir=,upperdir=,workdir=\n",
-                   [&] {
-                     std::string out;
-                     for (const Program& p : programs) out += (out.empty() ? "" : ", ") + p.title + (p.binary.empty() ? "" : " (" + p.binary.native() + ")");
-                     return out;
-                   }());
+        std::string version =
+            bench::RunCapturingStdout({"sh", "-c", "fuse-overlayfs --version 2>/dev/null | grep -i fuse-overlayfs"})
+                .value_or("");
+        fmt::print(
+            "programs: {}; kernel with index=off; fuse programs with just -o lowerdir=,upperdir=,workdir=\n", [&] {
+              std::string out;
+              for (const Program& p : programs)
+                out += (out.empty() ? "" : ", ") + p.title + (p.binary.empty() ? "" : " (" + p.binary.native() + ")");
+              return out;
+            }());
         if (!version.empty()) fmt::print("{}\n", FirstLine(version));
         if (!note.empty()) fmt::print("note: {}\n", note);
         fmt::print("\n");
         Report(results, bench);
         for (const auto& r : results) {
-          if (r.error) status = 1;
+          for (const auto& error : r.errors) {
+            if (error) status = 1;
+          }
         }
       }
     }

@@ -90,6 +90,7 @@ void BuildApp(CLI::App& app, GlobalOptions& options) {
   AddLoginCommands(app, options);
   AddSnapshotCommands(app, options);
   AddMountCommands(app, options);
+  AddBrowseCommands(app, options);
   AddServeCommand(app, options);
 }
 

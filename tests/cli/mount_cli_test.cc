@@ -7,6 +7,7 @@
 
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <sstream>
 
@@ -216,6 +217,53 @@ TEST_F(MountCliTest, MountOfAnUnknownImageOrANonDirectoryFails) {
   CommandRun commit = Strata({"commit", dir.string(), "example.com/new:1"});
   EXPECT_NE(commit.code, 0) << commit.output;
   EXPECT_NE(commit.output.find("strata-mount:" + dir.string()), std::string::npos) << commit.output;
+}
+
+// `strata ls` / `strata cat` read the image in-process: listing, JSON, file bytes, errors.
+TEST_F(MountCliTest, LsAndCatReadTheImageWithoutMounting) {
+  ASSERT_OK_AND_ASSIGN(auto layer, test_support::LayerBuilder()
+                                       .File("etc/motd", "hello from the image\n", {.mode = 0640, .uid = 7, .gid = 8})
+                                       .Symlink("motd", "/etc/motd")
+                                       .Build());
+  test_support::ImageBuilder builder;
+  builder.AddLayer(layer);
+  ASSERT_OK(builder.PushTo(*registry_, "browse", "1"));
+  const std::string ref = registry_->host() + "/browse:1";
+  ASSERT_EQ(Strata({"pull", "-q", ref}).code, 0);
+
+  CommandRun cat = Strata({"cat", ref, "motd"});
+  ASSERT_EQ(cat.code, 0) << cat.output;
+  EXPECT_EQ(cat.output, "hello from the image\n");
+
+  CommandRun ls = Strata({"ls", ref, "/etc"});
+  ASSERT_EQ(ls.code, 0) << ls.output;
+  std::vector<std::vector<std::string>> rows;
+  std::istringstream lines(ls.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    rows.emplace_back(std::istream_iterator<std::string>(words), std::istream_iterator<std::string>());
+  }
+  ASSERT_EQ(rows.size(), 2u) << ls.output;  // header + motd
+  EXPECT_EQ(rows[1], (std::vector<std::string>{"-rw-r-----", "7", "8", "21", "2023-11-14", "22:13", "motd"}))
+      << ls.output;
+
+  CommandRun root = Strata({"--json", "ls", ref});
+  ASSERT_EQ(root.code, 0) << root.output;
+  json entries = LastJson(root.output);
+  ASSERT_TRUE(entries.is_array()) << root.output;
+  ASSERT_EQ(entries.size(), 2u) << root.output;
+  EXPECT_EQ(entries[0]["name"], "etc");
+  EXPECT_EQ(entries[0]["type"], "dir");
+  EXPECT_EQ(entries[1]["name"], "motd");
+  EXPECT_EQ(entries[1]["type"], "symlink");
+  EXPECT_EQ(entries[1]["target"], "/etc/motd");
+
+  CommandRun missing = Strata({"cat", ref, "etc/nothing"});
+  EXPECT_EQ(missing.code, 1);
+  EXPECT_NE(missing.output.find("etc/nothing: No such file or directory"), std::string::npos) << missing.output;
+  CommandRun directory = Strata({"cat", ref, "etc"});
+  EXPECT_EQ(directory.code, 1);
+  EXPECT_NE(directory.output.find("etc: not a regular file"), std::string::npos) << directory.output;
 }
 
 TEST_F(MountCliTest, SnapshotsPrepareCommitRemoveRoundTrip) {

@@ -35,8 +35,19 @@ import (
 	"google.golang.org/grpc"
 )
 
+// The personality under test: STRATA_SNAPSHOTTER as `strata serve --snapshotter` takes it
+// (NAME or NAME=DRIVER; e.g. strata-fuse=fsfilter), default "strata" (kernel overlayfs).
+var snapshotterSpec, snapshotterName = personality()
+
+func personality() (spec, name string) {
+	spec = os.Getenv("STRATA_SNAPSHOTTER")
+	if spec == "" {
+		spec = "strata"
+	}
+	return spec, strings.SplitN(spec, "=", 2)[0]
+}
+
 const (
-	snapshotterName = "strata"
 	startTimeout    = 10 * time.Second
 	stopTimeout     = 10 * time.Second
 	// Keep at most this much of a daemon's output for the test log.
@@ -116,7 +127,7 @@ func startStrata(ctx context.Context, bin, root string) (_ snapshots.Snapshotter
 	d.cmd = exec.Command(bin, "serve",
 		"--root", filepath.Join(root, "store"),
 		"--socket", socket,
-		"--snapshotter", snapshotterName)
+		"--snapshotter", snapshotterSpec)
 	d.cmd.Stdout = d.output
 	d.cmd.Stderr = d.output
 	// If the test binary dies (panic, -test.timeout) the daemon must not outlive it.

@@ -69,7 +69,15 @@ sweep() {
 }
 trap sweep EXIT
 
+# A FUSE personality (STRATA_SNAPSHOTTER=NAME=fsfilter) hands out fuse3.strata-fsfilter
+# mounts, which the suite mounts through mount.fuse3: it finds the program in PATH.
+bin_dir=$(dirname "$strata_bin")
+if [[ ${STRATA_SNAPSHOTTER:-} == *=fsfilter && ! -x $bin_dir/strata-fsfilter ]]; then
+  echo "STRATA_SNAPSHOTTER=$STRATA_SNAPSHOTTER needs $bin_dir/strata-fsfilter (not built?)" >&2
+  exit 1
+fi
+
 status=0
-(cd "$out_dir" && TMPDIR=$tmp STRATA_BIN=$strata_bin \
+(cd "$out_dir" && TMPDIR=$tmp STRATA_BIN=$strata_bin PATH="$bin_dir:$PATH" \
   "$test_bin" -test.v -test.timeout 25m "$@") || status=$?
 exit $status

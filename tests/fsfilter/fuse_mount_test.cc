@@ -1,0 +1,277 @@
+// strata-fsfilter mounted for real: file operations through the kernel, the upper dir they
+// leave (compared with kernel overlayfs on the same operations), the read-only and
+// mount.fuse3 forms, and daemonisation. Needs root and /dev/fuse; skips otherwise.
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "base/mounts.h"
+#include "tests/fsfilter/layer_fixture.h"
+#include "tests/support/process.h"
+#include "tests/support/root.h"
+#include "tests/support/tree_compare.h"
+
+namespace strata::fsfilter {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::Exists;
+using testing::GetXattr;
+using testing::IsWhiteoutAt;
+using testing::LayerDirs;
+using testing::Lstat;
+using testing::ReadText;
+using testing::WriteText;
+
+constexpr long kFuseSuperMagic = 0x65735546;
+
+bool IsFuseMount(const std::filesystem::path& path) {
+  struct statfs st{};
+  return ::statfs(path.c_str(), &st) == 0 && st.f_type == kFuseSuperMagic;
+}
+
+bool IsMountPoint(const std::filesystem::path& path) {
+  auto mounts = MountPointsAtOrBeneath(path);
+  if (!mounts) return false;
+  for (const auto& mount : *mounts)
+    if (mount == std::filesystem::canonical(path)) return true;
+  return false;
+}
+
+// Unmounts on destruction (lazily if busy), so a failing test never leaves a mount behind.
+class UnmountGuard {
+ public:
+  explicit UnmountGuard(std::filesystem::path path) : path_(std::move(path)) {}
+  ~UnmountGuard() { Unmount(); }
+  void Unmount() {
+    if (path_.empty()) return;
+    if (IsMountPoint(path_) && ::umount2(path_.c_str(), 0) != 0) ::umount2(path_.c_str(), MNT_DETACH);
+    path_.clear();
+  }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// strata-fsfilter -f serving `mnt`, owned by pid: unmounted and reaped on destruction.
+class FsfilterMount {
+ public:
+  void Start(const std::vector<std::string>& args, const std::filesystem::path& mnt, const std::filesystem::path& log) {
+    mnt_ = mnt;
+    test_support::ChildOptions options;
+    options.argv = {STRATA_FSFILTER_BIN, "-f"};
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    options.log_path = log;
+    auto child = test_support::Child::Start(options);
+    ASSERT_TRUE(child.has_value()) << child.error().ToString();
+    child_ = std::move(*child);
+    guard_.emplace(mnt);
+    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
+      if (IsFuseMount(mnt)) return;
+      ASSERT_TRUE(child_.Running()) << "strata-fsfilter exited: " << child_.LogTail();
+      std::this_thread::sleep_for(20ms);
+    }
+    FAIL() << "not mounted after 10s: " << child_.LogTail();
+  }
+
+  // Unmounts and waits for the daemon to exit by itself; returns its exit code.
+  int Stop() {
+    guard_.reset();
+    auto code = child_.Wait(10s);
+    if (!code) return child_.Stop();
+    return *code;
+  }
+
+  ~FsfilterMount() {
+    guard_.reset();
+    if (child_.pid() > 0 && child_.Running()) (void)child_.Wait(5s);
+  }
+
+ private:
+  std::filesystem::path mnt_;
+  test_support::Child child_;
+  std::optional<UnmountGuard> guard_;
+};
+
+class FuseMountTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    STRATA_REQUIRE_ROOT();
+    if (::access("/dev/fuse", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/fuse";
+  }
+
+  std::string LowerDirs() const { return "lowerdir=" + dirs_.l1().string() + ":" + dirs_.l2().string(); }
+  std::string WritableOptions() const {
+    return LowerDirs() + ",upperdir=" + dirs_.upper().string() + ",workdir=" + dirs_.work().string();
+  }
+
+  LayerDirs dirs_;
+};
+
+// The same scenario through any mounted union at `mnt`; errors are recorded as strings.
+std::vector<std::string> RunScenario(const std::filesystem::path& mnt) {
+  std::vector<std::string> results;
+  auto check = [&](bool ok, const std::string& what) {
+    results.push_back(what + (ok ? ": ok" : std::string(": ") + std::strerror(errno)));
+  };
+  results.push_back("read d/a: " + ReadText(mnt / "d" / "a"));
+  {
+    int fd = ::open((mnt / "d" / "a").c_str(), O_WRONLY | O_APPEND);
+    check(fd >= 0 && ::write(fd, "more\n", 5) == 5, "append d/a");
+    if (fd >= 0) ::close(fd);
+  }
+  check(::unlink((mnt / "d" / "b").c_str()) == 0, "unlink d/b");
+  check(::unlink((mnt / "dir" / "x").c_str()) == 0, "unlink dir/x");
+  check(::rmdir((mnt / "dir").c_str()) == 0, "rmdir dir");
+  check(::mkdir((mnt / "dir").c_str(), 0750) == 0, "mkdir dir");
+  check(::mkdir((mnt / "fresh").c_str(), 0755) == 0, "mkdir fresh");
+  WriteText(mnt / "fresh" / "new.txt", "new\n");
+  check(::rename((mnt / "ldir").c_str(), (mnt / "ldir2").c_str()) == 0, "rename ldir");
+  check(::rename((mnt / "d" / "c").c_str(), (mnt / "c_moved").c_str()) == 0, "rename d/c");
+  check(::symlink("d/a", (mnt / "sym").c_str()) == 0, "symlink");
+  check(::link((mnt / "hard").c_str(), (mnt / "hard2").c_str()) == 0, "link hard");
+  check(::chmod((mnt / "mode").c_str(), 0600) == 0, "chmod mode");
+  check(::truncate((mnt / "trunc").c_str(), 3) == 0, "truncate trunc");
+  check(::mkfifo((mnt / "fifo").c_str(), 0644) == 0, "mkfifo");
+  check(::lsetxattr((mnt / "xattr").c_str(), "user.k", "v", 1, 0) == 0, "setxattr");
+  std::set<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(mnt)) names.insert(entry.path().filename());
+  std::string listing = "root:";
+  for (const auto& name : names) listing += " " + name;
+  results.push_back(listing);
+  return results;
+}
+
+void PopulateScenarioLayers(const LayerDirs& dirs) {
+  WriteText(dirs.l2() / "d" / "a", "hello\n");
+  WriteText(dirs.l2() / "d" / "b", "b\n");
+  WriteText(dirs.l1() / "d" / "c", "c\n");
+  WriteText(dirs.l2() / "dir" / "x", "x\n");
+  WriteText(dirs.l2() / "ldir" / "y", "y\n");
+  WriteText(dirs.l2() / "hard", "hard\n");
+  WriteText(dirs.l2() / "mode", "mode\n");
+  WriteText(dirs.l2() / "trunc", "truncate me\n");
+  WriteText(dirs.l1() / "xattr", "x\n");
+}
+
+TEST_F(FuseMountTest, FileOperationsLeaveAnOverlayFormUpper) {
+  PopulateScenarioLayers(dirs_);
+  FsfilterMount mount;
+  ASSERT_NO_FATAL_FAILURE(mount.Start({"-o", WritableOptions(), dirs_.mnt().string()}, dirs_.mnt(),
+                                      dirs_.root() / "fsfilter.log"));
+  const struct stat before = Lstat(dirs_.mnt() / "mode");
+  std::vector<std::string> results = RunScenario(dirs_.mnt());
+  EXPECT_EQ(Lstat(dirs_.mnt() / "mode").st_ino, before.st_ino) << "st_ino kept across copy-up";
+  EXPECT_EQ(Lstat(dirs_.mnt() / "hard").st_ino, Lstat(dirs_.mnt() / "hard2").st_ino);
+  EXPECT_EQ(ReadText(dirs_.mnt() / "d" / "a"), "hello\nmore\n");
+  EXPECT_EQ(ReadText(dirs_.mnt() / "trunc"), "tru");
+  EXPECT_EQ(ReadText(dirs_.mnt() / "c_moved"), "c\n");
+  EXPECT_TRUE(std::filesystem::is_empty(dirs_.mnt() / "dir"));
+  EXPECT_EQ(mount.Stop(), 0);
+
+  std::string joined;
+  for (const auto& line : results) joined += line + "\n";
+  EXPECT_NE(joined.find("rename ldir: Invalid cross-device link"), std::string::npos) << joined;
+  EXPECT_EQ(ReadText(dirs_.upper() / "d" / "a"), "hello\nmore\n");
+  EXPECT_TRUE(IsWhiteoutAt(dirs_.upper() / "d" / "b"));
+  EXPECT_TRUE(IsWhiteoutAt(dirs_.upper() / "d" / "c"));
+  EXPECT_EQ(GetXattr(dirs_.upper() / "dir", "trusted.overlay.opaque"), "y");
+  EXPECT_FALSE(GetXattr(dirs_.upper() / "fresh", "trusted.overlay.opaque").has_value());
+  EXPECT_EQ(ReadText(dirs_.upper() / "fresh" / "new.txt"), "new\n");
+  EXPECT_EQ(Lstat(dirs_.upper() / "mode").st_mode & 07777, 0600u);
+  EXPECT_EQ(GetXattr(dirs_.upper() / "xattr", "user.k"), "v");
+  EXPECT_FALSE(Exists(dirs_.upper() / "ldir"));
+  EXPECT_EQ(ReadText(dirs_.l2() / "d" / "a"), "hello\n") << "lower layers are never written";
+}
+
+TEST_F(FuseMountTest, UpperMatchesKernelOverlayfs) {
+  // Kernel overlayfs on a copy of the same layers is the reference.
+  LayerDirs kernel_dirs;
+  PopulateScenarioLayers(dirs_);
+  PopulateScenarioLayers(kernel_dirs);
+  const std::string kernel_options = "lowerdir=" + kernel_dirs.l1().string() + ":" + kernel_dirs.l2().string() +
+                                     ",upperdir=" + kernel_dirs.upper().string() +
+                                     ",workdir=" + kernel_dirs.work().string();
+  if (::mount("overlay", kernel_dirs.mnt().c_str(), "overlay", 0, kernel_options.c_str()) != 0)
+    GTEST_SKIP() << "kernel overlayfs unavailable: " << std::strerror(errno);
+  std::vector<std::string> kernel_results;
+  {
+    UnmountGuard kernel_guard(kernel_dirs.mnt());
+    kernel_results = RunScenario(kernel_dirs.mnt());
+  }
+  FsfilterMount mount;
+  ASSERT_NO_FATAL_FAILURE(mount.Start({"-o", WritableOptions(), dirs_.mnt().string()}, dirs_.mnt(),
+                                      dirs_.root() / "fsfilter.log"));
+  std::vector<std::string> our_results = RunScenario(dirs_.mnt());
+  EXPECT_EQ(mount.Stop(), 0);
+  EXPECT_EQ(our_results, kernel_results);
+  EXPECT_TRUE(test_support::TreesEqual(kernel_dirs.upper(), dirs_.upper()));
+  EXPECT_EQ(GetXattr(dirs_.upper() / "dir", "trusted.overlay.opaque"),
+            GetXattr(kernel_dirs.upper() / "dir", "trusted.overlay.opaque"));
+  EXPECT_EQ(GetXattr(dirs_.upper() / "fresh", "trusted.overlay.opaque"),
+            GetXattr(kernel_dirs.upper() / "fresh", "trusted.overlay.opaque"));
+}
+
+TEST_F(FuseMountTest, ReadOnlyViewInTheMountHelperForm) {
+  WriteText(dirs_.l2() / "f", "lower\n");
+  WriteText(dirs_.l1() / ".wh.f", "");
+  WriteText(dirs_.l1() / "g", "top\n");
+  ASSERT_EQ(::mknod((dirs_.l2() / "null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  FsfilterMount mount;
+  ASSERT_NO_FATAL_FAILURE(
+      mount.Start({"myimage", dirs_.mnt().string(), "-o", LowerDirs() + ",rw,dev,suid,noatime,threaded=1,fsync=0"},
+                  dirs_.mnt(), dirs_.root() / "fsfilter.log"));
+  EXPECT_FALSE(Exists(dirs_.mnt() / "f"));
+  EXPECT_FALSE(Exists(dirs_.mnt() / ".wh.f"));
+  EXPECT_EQ(ReadText(dirs_.mnt() / "g"), "top\n");
+  EXPECT_EQ(::open((dirs_.mnt() / "g").c_str(), O_WRONLY), -1);
+  EXPECT_EQ(errno, EROFS);
+  // Device nodes work (a root mount is "dev" by default, as a container root needs).
+  const int null_fd = ::open((dirs_.mnt() / "null").c_str(), O_WRONLY);
+  EXPECT_GE(null_fd, 0) << std::strerror(errno);
+  if (null_fd >= 0) {
+    EXPECT_EQ(::write(null_fd, "x", 1), 1);
+    ::close(null_fd);
+  }
+  std::string mountinfo = ReadText("/proc/self/mountinfo");
+  EXPECT_NE(mountinfo.find("fuse.strata-fsfilter myimage"), std::string::npos);
+  EXPECT_EQ(mount.Stop(), 0);
+}
+
+TEST_F(FuseMountTest, DaemonisesOnlyOnceMountedAndExitsOnUnmount) {
+  WriteText(dirs_.l2() / "f", "x");
+  std::string output;
+  UnmountGuard guard(dirs_.mnt());
+  auto rc = test_support::RunCommand({STRATA_FSFILTER_BIN, "-o", LowerDirs(), dirs_.mnt().string()}, &output);
+  ASSERT_TRUE(rc.has_value());
+  ASSERT_EQ(*rc, 0) << output;
+  EXPECT_TRUE(IsFuseMount(dirs_.mnt())) << "mounted when the parent returns";
+  EXPECT_EQ(ReadText(dirs_.mnt() / "f"), "x");
+  guard.Unmount();
+  EXPECT_FALSE(IsMountPoint(dirs_.mnt()));
+
+  auto bad = test_support::RunCommand(
+      {STRATA_FSFILTER_BIN, "-o", "lowerdir=/nonexistent/strata-lower", dirs_.mnt().string()}, &output);
+  ASSERT_TRUE(bad.has_value());
+  EXPECT_NE(*bad, 0);
+  EXPECT_NE(output.find("/nonexistent/strata-lower"), std::string::npos) << output;
+  auto bad_option = test_support::RunCommand(
+      {STRATA_FSFILTER_BIN, "-o", LowerDirs() + ",uidmapping=0:1000:1", dirs_.mnt().string()}, &output);
+  ASSERT_TRUE(bad_option.has_value());
+  EXPECT_NE(*bad_option, 0);
+  EXPECT_NE(output.find("uidmapping"), std::string::npos) << output;
+  EXPECT_FALSE(IsMountPoint(dirs_.mnt()));
+}
+
+}  // namespace
+}  // namespace strata::fsfilter
