@@ -39,15 +39,21 @@ export GOCACHE=$out_dir/gocache
 export GOFLAGS=
 export GOPROXY=off
 
+# ctest runs the overlay and fsfilter variants in parallel: one builds, the other waits on
+# the lock and then finds the binary fresh.
 newest_src=$(ls -t "$src_dir"/*.go | head -n1)
+exec {build_lock}>"$out_dir/build.lock"
+flock "$build_lock"
 if [[ ! -x $test_bin || $newest_src -nt $test_bin ]]; then
   echo "building $test_bin ($("$go" version))"
   start=$(date +%s%N)
-  (cd "$src_dir" && "$go" test -c -o "$test_bin.tmp" .)
-  mv -f "$test_bin.tmp" "$test_bin"
+  (cd "$src_dir" && "$go" test -c -o "$test_bin.tmp.$$" .)
+  mv -f "$test_bin.tmp.$$" "$test_bin"
   ms=$(( ($(date +%s%N) - start) / 1000000 ))
   printf 'go test -c took %d.%03d s\n' $((ms / 1000)) $((ms % 1000))
 fi
+flock -u "$build_lock"
+exec {build_lock}>&-
 
 # The suite makes one temp dir per case under TMPDIR and mounts inside it; keep them all in
 # one private dir so anything left behind (a crashed run) is found and unmounted here.
