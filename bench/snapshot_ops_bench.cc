@@ -62,6 +62,7 @@
 #include "bench/registry_bench_util.h"  // FileTail
 #include "bench/test_data.h"            // MakeDirs
 #include "bench/unpack_bench_util.h"    // ScratchFilesystem, ScratchContainerd, RemoveTree
+#include "daemon/rpc_status.h"
 #include "containerd/services/snapshots/v1/snapshots.grpc.pb.h"
 
 namespace strata {
@@ -146,20 +147,11 @@ Options ParseOptions(int argc, char** argv) {
 enum Op { kPrepare = 0, kMounts, kCommit, kRemove, kOpCount };
 constexpr std::array<std::string_view, kOpCount> kOpNames = {"Prepare", "Mounts", "Commit", "Remove"};
 
+// The daemon's code mapping, with the call and key named.
 Error FromGrpc(const grpc::Status& status, std::string_view rpc, std::string_view key) {
-  ErrorCode code = ErrorCode::kInternal;
-  switch (status.error_code()) {
-    case grpc::StatusCode::NOT_FOUND: code = ErrorCode::kNotFound; break;
-    case grpc::StatusCode::ALREADY_EXISTS: code = ErrorCode::kAlreadyExists; break;
-    case grpc::StatusCode::FAILED_PRECONDITION: code = ErrorCode::kFailedPrecondition; break;
-    case grpc::StatusCode::INVALID_ARGUMENT: code = ErrorCode::kInvalidArgument; break;
-    case grpc::StatusCode::UNAVAILABLE: code = ErrorCode::kUnavailable; break;
-    case grpc::StatusCode::UNIMPLEMENTED: code = ErrorCode::kUnimplemented; break;
-    case grpc::StatusCode::CANCELLED: code = ErrorCode::kCanceled; break;
-    default: break;
-  }
-  return Error(code, fmt::format("{}({}): {} (grpc code {})", rpc, key, status.error_message(),
-                                 static_cast<int>(status.error_code())));
+  const Error error = daemon::FromGrpcStatus(status);
+  return Error(error.code(), fmt::format("{}({}): {} (grpc code {})", rpc, key, error.message(),
+                                         static_cast<int>(status.error_code())));
 }
 
 // "overlay [index=off,workdir=…,upperdir=…,lowerdir=…]": a mount list, paths cut.
