@@ -19,6 +19,7 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "base/file.h"
 
@@ -35,6 +36,20 @@ void CommandLine::BadNumber(std::string_view flag, std::string_view text) const 
   std::fprintf(stderr, "%s: %.*s wants a positive number, got \"%.*s\"\n", program_.c_str(),
                static_cast<int>(flag.size()), flag.data(), static_cast<int>(text.size()), text.data());
   Usage(2);
+}
+
+std::vector<std::string> CommandLine::Choices(std::string_view flag, std::string_view text,
+                                              const std::vector<std::string_view>& allowed) const {
+  std::vector<std::string> chosen;
+  for (const std::string_view item : SplitCommaList(text)) {
+    if (std::find(allowed.begin(), allowed.end(), item) == allowed.end()) {
+      std::fprintf(stderr, "%s: %.*s: unknown '%.*s' (%s)\n", program_.c_str(), static_cast<int>(flag.size()),
+                   flag.data(), static_cast<int>(item.size()), item.data(), fmt::format("{}", fmt::join(allowed, ", ")).c_str());
+      Usage(2);
+    }
+    if (std::find(chosen.begin(), chosen.end(), item) == chosen.end()) chosen.emplace_back(item);
+  }
+  return chosen;
 }
 
 void CommandLine::Parse(int argc, char** argv,

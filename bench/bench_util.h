@@ -45,6 +45,11 @@ class CommandLine {
 
   // `text` as a positive T (integer or floating point); exits 2, naming flag and text, when
   // it is not one.
+  // The comma-separated items of `text` (see SplitCommaList), each once, in first-seen order;
+  // exits 2, naming the flag, the item and the `allowed` ones, for an item not allowed.
+  std::vector<std::string> Choices(std::string_view flag, std::string_view text,
+                                   const std::vector<std::string_view>& allowed) const;
+
   template <typename T>
   T Positive(std::string_view flag, std::string_view text) const {
     T value{};

@@ -114,17 +114,7 @@ Options ParseOptions(int argc, char** argv) {
       options.cycles = command_line.Positive<int>(flag, value);
       cycles_set = true;
     } else if (flag == "--servers") {
-      options.servers.clear();
-      for (const std::string_view item : bench::SplitCommaList(value)) {
-        if (item != "strata" && item != "containerd") {
-          std::fprintf(stderr, "strata-bench-snapshot-ops: unknown server '%.*s' (strata, containerd)\n",
-                       static_cast<int>(item.size()), item.data());
-          command_line.Usage(2);
-        }
-        if (std::find(options.servers.begin(), options.servers.end(), item) == options.servers.end()) {
-          options.servers.emplace_back(item);
-        }
-      }
+      options.servers = command_line.Choices(flag, value, {"strata", "containerd"});
     } else if (flag == "--strata") {
       options.strata = fs::path(value);
     } else if (flag == "--work-dir") {

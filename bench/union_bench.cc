@@ -125,17 +125,7 @@ Options ParseOptions(int argc, char** argv) {
       options.rounds = command_line.Positive<int>(flag, value);
       rounds_set = true;
     } else if (flag == "--programs") {
-      options.programs.clear();
-      for (const std::string_view item : bench::SplitCommaList(value)) {
-        if (item != "kernel" && item != "fuse-overlayfs" && item != "strata") {
-          std::fprintf(stderr, "strata-bench-union: unknown program '%.*s' (kernel, fuse-overlayfs, strata)\n",
-                       static_cast<int>(item.size()), item.data());
-          command_line.Usage(2);
-        }
-        if (std::find(options.programs.begin(), options.programs.end(), item) == options.programs.end()) {
-          options.programs.emplace_back(item);
-        }
-      }
+      options.programs = command_line.Choices(flag, value, {"kernel", "fuse-overlayfs", "strata"});
     } else if (flag == "--strata-fsfilter") {
       options.strata_fsfilter = fs::path(value);
     } else if (flag == "--cache-dir") {

@@ -81,17 +81,7 @@ Options ParseOptions(int argc, char** argv) {
     if (flag == "--rounds") {
       options.rounds = command_line.Positive<int>(flag, value);
     } else if (flag == "--images") {
-      options.images.clear();
-      for (const std::string_view item : bench::SplitCommaList(value)) {
-        const std::string name(item);
-        if (name != "minbase" && name != "3layer") {
-          std::fprintf(stderr, "strata-bench-unpack: unknown image '%s' (minbase, 3layer)\n", name.c_str());
-          command_line.Usage(2);
-        }
-        if (std::find(options.images.begin(), options.images.end(), name) == options.images.end()) {
-          options.images.push_back(name);
-        }
-      }
+      options.images = command_line.Choices(flag, value, {"minbase", "3layer"});
     } else if (flag == "--strata") {
       options.strata = fs::path(value);
     } else if (flag == "--cache-dir") {
