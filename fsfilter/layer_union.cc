@@ -52,8 +52,8 @@ void TreeMutex::unlock() { pthread_rwlock_unlock(&lock_); }
 void TreeMutex::lock_shared() { pthread_rwlock_rdlock(&lock_); }
 void TreeMutex::unlock_shared() { pthread_rwlock_unlock(&lock_); }
 
-LayerUnion::LayerUnion(LayerChain chain, std::unique_ptr<NameFilter> names)
-    : chain_(std::move(chain)), names_(std::move(names)), root_(std::make_unique<Node>()) {
+LayerUnion::LayerUnion(LayerChain chain, std::unique_ptr<NameFilter> names, std::unique_ptr<XattrSource> xattrs)
+    : chain_(std::move(chain)), names_(std::move(names)), xattrs_(std::move(xattrs)), root_(std::make_unique<Node>()) {
   if (!names_) names_ = std::make_unique<ExactNameFilter>();
   // The root merges every layer; kernel overlayfs ignores opaque markers on the root too.
   root_->type = S_IFDIR;
@@ -80,7 +80,43 @@ std::string LayerUnion::PathOf(const Node* node) const {
 }
 
 SysResult<UniqueFd> LayerUnion::OpenDirIn(int layer, const Node* dir) const {
-  return OpenBeneath(chain_.fd(layer), PathOf(dir), O_PATH | O_DIRECTORY);
+  return OpenDirAt(layer, dir, PathOf(dir), O_PATH | O_DIRECTORY, nullptr);
+}
+
+SysResult<UniqueFd> LayerUnion::OpenDirAt(int layer, const Node* dir, const std::string& view_path, int flags,
+                                          std::string* layer_path) const {
+  SysResult<UniqueFd> exact = OpenBeneath(chain_.fd(layer), view_path, flags);
+  // The spelling of the view is found first whenever it exists (MatchInLayer prefers the
+  // exact name), so only a miss needs the component walk.
+  if (exact || names_->IsIdentity() || !IsAbsent(exact.error())) {
+    if (exact && layer_path != nullptr) *layer_path = view_path;
+    return exact;
+  }
+  std::vector<const Node*> lineage;  // dir and its ancestors below the root, deepest first
+  for (const Node* n = dir; n->parent != nullptr; n = n->parent) lineage.push_back(n);
+  if (lineage.empty()) return exact;
+  UniqueFd current;
+  std::string path;
+  for (auto it = lineage.rbegin(); it != lineage.rend(); ++it) {
+    const int at = current ? current.get() : chain_.fd(layer);
+    std::optional<std::string> on_disk = names_->MatchInLayer(at, (*it)->name);
+    if (!on_disk) return SysFail(ENOENT);
+    const bool last = std::next(it) == lineage.rend();
+    FS_ASSIGN_OR_RETURN(current, OpenBeneath(at, *on_disk, last ? flags : O_PATH | O_DIRECTORY));
+    if (!path.empty()) path.push_back('/');
+    path.append(*on_disk);
+  }
+  if (layer_path != nullptr) *layer_path = std::move(path);
+  return current;
+}
+
+SysResult<std::string> LayerUnion::LayerPathOf(const Node* node) const {
+  if (node->parent == nullptr) return std::string(".");
+  if (!node->attached) return SysFail(ENOENT);
+  if (node->parent->parent == nullptr) return node->name;
+  std::string path;
+  FS_RETURN_IF_ERROR(OpenDirAt(node->layer, node->parent, PathOf(node->parent), O_PATH | O_DIRECTORY, &path));
+  return path + "/" + node->name;
 }
 
 SysResult<UniqueFd> LayerUnion::OpenParentIn(int layer, const Node* node) const {
@@ -124,7 +160,7 @@ SysResult<std::optional<LayerHit>> LayerUnion::FindInLayers(const Node* dir, std
   const std::string dir_path = PathOf(dir);
   std::optional<LayerHit> hit;
   for (int layer = std::max(from_layer, dir->layer); layer <= dir->last_layer; ++layer) {
-    SysResult<UniqueFd> dir_fd = OpenBeneath(chain_.fd(layer), dir_path, O_PATH | O_DIRECTORY);
+    SysResult<UniqueFd> dir_fd = OpenDirAt(layer, dir, dir_path, O_PATH | O_DIRECTORY, nullptr);
     if (!dir_fd) {
       if (IsAbsent(dir_fd.error())) continue;
       return SysFail(dir_fd.error());
@@ -311,7 +347,7 @@ SysResult<std::vector<DirEntry>> LayerUnion::ListDirLocked(Node* dir) {
   std::unordered_set<std::string> hidden;  // merge keys whited out by a layer above
   const std::string path = PathOf(dir);
   for (int layer = dir->layer; layer <= dir->last_layer; ++layer) {
-    SysResult<UniqueFd> fd = OpenBeneath(chain_.fd(layer), path, O_RDONLY | O_DIRECTORY);
+    SysResult<UniqueFd> fd = OpenDirAt(layer, dir, path, O_RDONLY | O_DIRECTORY, nullptr);
     if (!fd) {
       if (IsAbsent(fd.error())) continue;
       return SysFail(fd.error());
@@ -369,6 +405,12 @@ SysResult<std::vector<DirEntry>> LayerUnion::ListDirLocked(Node* dir) {
 SysResult<std::string> LayerUnion::GetXattr(Node* node, const std::string& name, size_t size) {
   if (IsOverlayXattr(name)) return SysFail(ENODATA);
   std::shared_lock lock(tree_mutex_);
+  if (xattrs_) {
+    FS_ASSIGN_OR_RETURN(const std::string path, LayerPathOf(node));
+    FS_ASSIGN_OR_RETURN(std::string value, xattrs_->Get(node->layer, path, name));
+    if (size != 0 && value.size() > size) return SysFail(ERANGE);
+    return value;
+  }
   FS_ASSIGN_OR_RETURN(UniqueFd fd, OpenTopmostLocked(node, O_PATH));
   const std::string proc = ProcFdPath(fd.get());
   std::string value(size, '\0');
@@ -381,6 +423,16 @@ SysResult<std::string> LayerUnion::GetXattr(Node* node, const std::string& name,
 
 SysResult<std::string> LayerUnion::ListXattr(Node* node, size_t size) {
   std::shared_lock lock(tree_mutex_);
+  if (xattrs_) {
+    FS_ASSIGN_OR_RETURN(const std::string path, LayerPathOf(node));
+    std::string names;
+    for (const std::string& name : xattrs_->List(node->layer, path)) {
+      names.append(name);
+      names.push_back('\0');
+    }
+    if (size != 0 && names.size() > size) return SysFail(ERANGE);
+    return names;
+  }
   FS_ASSIGN_OR_RETURN(UniqueFd fd, OpenTopmostLocked(node, O_PATH));
   const std::string proc = ProcFdPath(fd.get());
   for (int attempt = 0; attempt < 4; ++attempt) {

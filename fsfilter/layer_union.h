@@ -11,6 +11,9 @@
 //    that copying up one name of a lower hard-link group gives it the upper copy's number;
 //  - directory st_nlink: a merged directory reports 1 (as overlayfs and btrfs-style "unknown"),
 //    any other directory the nlink of its one layer directory. No layer scan is needed.
+// With a non-identity NameFilter (case folding) a directory may be spelled differently in
+// each layer: paths are matched component by component in each layer, and names are merged,
+// whited out and remembered by the filter's MergeKey.
 #pragma once
 
 #include <pthread.h>
@@ -32,6 +35,7 @@
 #include "fsfilter/name_filter.h"
 #include "fsfilter/node.h"
 #include "fsfilter/sys_result.h"
+#include "fsfilter/xattr_source.h"
 
 namespace strata::fsfilter {
 
@@ -77,7 +81,8 @@ class TreeMutex {
 
 class LayerUnion {
  public:
-  LayerUnion(LayerChain chain, std::unique_ptr<NameFilter> names);
+  // `names` null = ExactNameFilter; `xattrs` null = the layer files' own xattrs.
+  LayerUnion(LayerChain chain, std::unique_ptr<NameFilter> names, std::unique_ptr<XattrSource> xattrs = nullptr);
   ~LayerUnion();
   LayerUnion(const LayerUnion&) = delete;
   LayerUnion& operator=(const LayerUnion&) = delete;
@@ -99,8 +104,9 @@ class LayerUnion {
   // The merged listing of a directory, "." and ".." first, then every visible name once
   // (topmost layer wins), in layer order then directory order.
   SysResult<std::vector<DirEntry>> ListDir(Node* dir);
-  // getxattr semantics: with size 0 returns the value's size only (value left empty);
-  // ERANGE when the value is longer than `size`. Overlay xattrs: ENODATA.
+  // getxattr semantics: with size 0 only the returned string's size counts;
+  // ERANGE when the value is longer than `size`. Overlay xattrs: ENODATA. With an
+  // XattrSource, values come from it (for the node's topmost layer and path in that layer).
   SysResult<std::string> GetXattr(Node* node, const std::string& name, size_t size);
   // NUL-separated names without overlay xattrs; size semantics as GetXattr.
   SysResult<std::string> ListXattr(Node* node, size_t size);
@@ -118,6 +124,7 @@ class LayerUnion {
   // "." for the root, else "a/b/c" built from on-disk names.
   std::string PathOf(const Node* node) const;
   // O_PATH fd of directory `dir` in `layer`; ENOENT/ENOTDIR when it is not a dir there.
+  // With a non-identity NameFilter, components spelled differently in `layer` are matched.
   SysResult<UniqueFd> OpenDirIn(int layer, const Node* dir) const;
   // O_PATH fd of the directory containing `node` in `layer`.
   SysResult<UniqueFd> OpenParentIn(int layer, const Node* node) const;
@@ -154,10 +161,17 @@ class LayerUnion {
 
  private:
   SysResult<Entry> LookupLocked(Node* parent, std::string_view name);
+  // Opens directory `dir` (whose view path is `view_path`) in `layer` with `flags` (which
+  // include O_DIRECTORY); stores its path inside that layer in `layer_path` when given.
+  SysResult<UniqueFd> OpenDirAt(int layer, const Node* dir, const std::string& view_path, int flags,
+                                std::string* layer_path) const;
+  // The node's path inside its topmost layer ("." for the root).
+  SysResult<std::string> LayerPathOf(const Node* node) const;
   void ReleaseLocked(Node* node);  // REQUIRES: table_mutex_ held
 
   LayerChain chain_;
   std::unique_ptr<NameFilter> names_;
+  std::unique_ptr<XattrSource> xattrs_;
   TreeMutex tree_mutex_;
   std::mutex table_mutex_;
   std::unique_ptr<Node> root_;

@@ -88,6 +88,8 @@ Status ApplyOption(const std::string& option, CommandLine& line) {
   } else if (key == "fsname") {
     STRATA_RETURN_IF_ERROR(need_value());
     line.mount.fsname = value;
+  } else if (key == "windows" && !has_value) {
+    line.windows_layers = true;
   } else if (key == "subtype") {
     // always strata-fsfilter
   } else if (key == "allow_other") {
@@ -165,6 +167,9 @@ Result<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
   line.mount.mountpoint = positional.back();
   if (positional.size() == 2 && line.mount.fsname == "strata-fsfilter") line.mount.fsname = positional.front();
   if (line.layers.lower_dirs.empty()) return Fail(ErrorCode::kInvalidArgument, "missing -o lowerdir=DIR[:DIR...]");
+  if (line.windows_layers && !line.layers.upper_dir.empty())
+    return Fail(ErrorCode::kInvalidArgument, "upperdir=\"{}\": windows layer views are read-only",
+                line.layers.upper_dir.string());
   if (!line.layers.upper_dir.empty() && line.layers.work_dir.empty())
     return Fail(ErrorCode::kInvalidArgument, "upperdir=\"{}\" needs workdir=", line.layers.upper_dir.string());
   if (line.layers.upper_dir.empty() && !line.layers.work_dir.empty())
@@ -183,6 +188,9 @@ std::string UsageText() {
          "options:\n"
          "  lowerdir=A:B       read-only layers, topmost first (escape ':' or ',' with '\\')\n"
          "  upperdir=U         writable layer; needs workdir=W on the same filesystem\n"
+         "  windows            lowerdir= entries are Windows layer dirs (made by strata): a read-only\n"
+         "                     view of their Files/ trees with case-insensitive names and the Windows\n"
+         "                     metadata as user.windows.* xattrs (see fsfilter/README.md)\n"
          "  allow_other        let other users in (turns on default_permissions)\n"
          "  default_permissions, ro, nosuid, nodev, noexec, noatime, ...\n"
          "  writeback=0        disable the kernel writeback cache\n"

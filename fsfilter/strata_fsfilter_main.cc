@@ -15,6 +15,7 @@
 #include "fsfilter/fuse_frontend.h"
 #include "fsfilter/mount_options.h"
 #include "fsfilter/union_filesystem.h"
+#include "fsfilter/windows_view.h"
 
 namespace {
 
@@ -38,7 +39,8 @@ int MountAndServe(const CommandLine& line, int status_fd) {
       std::fprintf(stderr, "strata-fsfilter: %s\n", message.c_str());
     }
   };
-  auto fs = strata::fsfilter::UnionFilesystem::Open(line.layers);
+  auto fs = line.windows_layers ? strata::fsfilter::OpenWindowsLayerView(line.layers.lower_dirs)
+                                : strata::fsfilter::UnionFilesystem::Open(line.layers);
   if (!fs) {
     report(fs.error().message());
     return 1;

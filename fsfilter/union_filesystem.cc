@@ -5,9 +5,10 @@
 namespace strata::fsfilter {
 
 Result<std::unique_ptr<UnionFilesystem>> UnionFilesystem::Open(const LayerChainConfig& config,
-                                                               std::unique_ptr<NameFilter> names) {
+                                                               std::unique_ptr<NameFilter> names,
+                                                               std::unique_ptr<XattrSource> xattrs) {
   STRATA_ASSIGN_OR_RETURN(LayerChain chain, LayerChain::Open(config));
-  return std::unique_ptr<UnionFilesystem>(new UnionFilesystem(std::move(chain), std::move(names)));
+  return std::unique_ptr<UnionFilesystem>(new UnionFilesystem(std::move(chain), std::move(names), std::move(xattrs)));
 }
 
 SysResult<UniqueFd> UnionFilesystem::Open(Node* node, int flags) {

@@ -13,14 +13,17 @@
 #include "fsfilter/layer_chain.h"
 #include "fsfilter/layer_union.h"
 #include "fsfilter/name_filter.h"
+#include "fsfilter/xattr_source.h"
 
 namespace strata::fsfilter {
 
 class UnionFilesystem {
  public:
-  // Opens the layer dirs (errors name the option and path). `names` null = ExactNameFilter.
+  // Opens the layer dirs (errors name the option and path). `names` null = ExactNameFilter;
+  // `xattrs` null = the layer files' own xattrs (see xattr_source.h).
   static Result<std::unique_ptr<UnionFilesystem>> Open(const LayerChainConfig& config,
-                                                       std::unique_ptr<NameFilter> names = nullptr);
+                                                       std::unique_ptr<NameFilter> names = nullptr,
+                                                       std::unique_ptr<XattrSource> xattrs = nullptr);
 
   LayerUnion& view() { return view_; }
   CopyOnWriteFilter& writer() { return writer_; }
@@ -35,8 +38,8 @@ class UnionFilesystem {
   static bool WantsWrite(int flags) { return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC) != 0; }
 
  private:
-  explicit UnionFilesystem(LayerChain chain, std::unique_ptr<NameFilter> names)
-      : view_(std::move(chain), std::move(names)), writer_(view_) {}
+  UnionFilesystem(LayerChain chain, std::unique_ptr<NameFilter> names, std::unique_ptr<XattrSource> xattrs)
+      : view_(std::move(chain), std::move(names), std::move(xattrs)), writer_(view_) {}
 
   LayerUnion view_;
   CopyOnWriteFilter writer_;
