@@ -368,7 +368,12 @@ void OnOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto dir = std::make_unique<OpenDir>();
   dir->dir = node;
   fi->fh = reinterpret_cast<uintptr_t>(dir.get());
-  fi->cache_readdir = 0;
+  // The kernel may keep the listing (FOPEN_CACHE_DIR + KEEP_CACHE): lower layers do not
+  // change under a mount, and every change made through it bumps the directory's version in
+  // the kernel (fuse_dir_changed), which drops the cached listing. A warm walk then costs no
+  // READDIR round trips.
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
   if (fuse_reply_open(req, fi) == 0) dir.release();
 }
 
