@@ -56,6 +56,29 @@ store::Labels ParseLabelsOrDie(const std::vector<std::string>& pairs) {
   return labels;
 }
 
+void AddWindowsVersionFlag(CLI::App* command, std::string& windows_version) {
+  command
+      ->add_option("--windows-version", windows_version,
+                   "Windows host os.version (10.0.BUILD[.UBR]) to pick an index entry for when --platform names "
+                   "windows without one: the newest build such a host runs, then the highest UBR. Unset: the "
+                   "first windows entry of the right architecture")
+      ->envname("STRATA_WINDOWS_HOST_VERSION");
+}
+
+oci::Platform PlatformFlagOrDie(const std::string& platform_text, const std::string& windows_version) {
+  if (platform_text.empty()) return oci::Platform::Host();
+  oci::Platform platform = OrDie(oci::Platform::Parse(platform_text));
+  if (platform.os == "windows" && platform.os_version.empty() && !windows_version.empty()) {
+    if (!oci::WindowsVersion::Parse(windows_version)) {
+      Die(Error(ErrorCode::kInvalidArgument,
+                fmt::format("--windows-version / STRATA_WINDOWS_HOST_VERSION {:?} is not major.minor.build[.UBR]",
+                            windows_version)));
+    }
+    platform.os_version = windows_version;
+  }
+  return platform;
+}
+
 std::string NormalisedNameOrDie(const std::string& text) { return OrDie(oci::Reference::Parse(text)).String(); }
 
 void BuildApp(CLI::App& app, GlobalOptions& options) {

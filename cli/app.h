@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/error.h"
+#include "oci/platform.h"
 #include "snapshotter/overlay_snapshotter.h"
 #include "store/types.h"
 
@@ -52,6 +53,14 @@ store::Labels ParseLabelsOrDie(const std::vector<std::string>& pairs);
 // Image names are stored normalised ("docker.io/library/alpine:3.19"); users may type the
 // familiar form ("alpine:3.19").
 std::string NormalisedNameOrDie(const std::string& text);
+
+// Adds --windows-version (default $STRATA_WINDOWS_HOST_VERSION) to a command that takes
+// --platform: the Windows host version assumed when --platform names windows without one.
+void AddWindowsVersionFlag(CLI::App* command, std::string& windows_version);
+// The platform `platform_text` (--platform) asks for; "" = this host's. A windows platform
+// without an os_version gets `windows_version` when it is set, so an index entry is chosen
+// by the rules for such a host (oci::PlatformMatcher). Die()s on malformed text.
+oci::Platform PlatformFlagOrDie(const std::string& platform_text, const std::string& windows_version);
 
 // Subcommand registrars, one per file.
 void AddVersionCommand(CLI::App& app, const GlobalOptions& options);

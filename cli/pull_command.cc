@@ -24,6 +24,8 @@ namespace v1 = strata::v1;
 struct PullArgs {
   std::string reference;
   std::string platform;  // "" = this host's
+  std::string windows_version;  // for a windows --platform without os.version
+  bool foreign_urls_first = false;
   bool no_unpack = false;
   bool all_platforms = false;
   double max_ratio = 200;
@@ -61,7 +63,9 @@ void PrintPulled(const PullArgs& args, const GlobalOptions& global, const images
 void PullThroughDaemon(DaemonClient& client, const PullArgs& args, const GlobalOptions& global) {
   v1::PullRequest request;
   request.set_reference(args.reference);
-  request.set_platform(args.platform);
+  // The effective platform, so the daemon applies this command's --windows-version.
+  request.set_platform(args.platform.empty() ? "" : PlatformFlagOrDie(args.platform, args.windows_version).String());
+  request.set_foreign_urls_first(args.foreign_urls_first);
   request.set_all_platforms(args.all_platforms);
   request.set_no_unpack(args.no_unpack);
   request.set_max_ratio(args.max_ratio);
@@ -77,7 +81,7 @@ void PullThroughDaemon(DaemonClient& client, const PullArgs& args, const GlobalO
 void RunPull(const PullArgs& args, const GlobalOptions& global) {
   oci::Reference reference = OrDie(oci::Reference::Parse(args.reference));
   images::PullOptions options;
-  options.platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
+  options.platform = PlatformFlagOrDie(args.platform, args.windows_version);
   options.parallelism = args.parallel;
   options.all_platforms = args.all_platforms;
   if (auto client = DaemonClient::Find(global)) return PullThroughDaemon(*client, args, global);
@@ -90,7 +94,8 @@ void RunPull(const PullArgs& args, const GlobalOptions& global) {
     options.unpack_limits.max_ratio = args.max_ratio;
   }
   std::unique_ptr<RegistrySession> session = OpenRegistrySessionOrDie(args.registry, {reference});
-  registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases());
+  registry::Fetcher fetcher(session->resolver(), store->content(), &store->leases(),
+                           {.foreign_urls_first = args.foreign_urls_first});
 
   // Progress goes to stderr (stdout carries the result), JSON events to stdout.
   FILE* progress_out = global.json ? stdout : stderr;
@@ -108,7 +113,13 @@ void AddPullCommand(CLI::App& app, const GlobalOptions& options) {
   auto* cmd = app.add_subcommand("pull", "Fetch an image from a registry into the store");
   cmd->add_option("reference", args->reference, "Image reference, e.g. alpine:3.19 or host:5000/team/app:1")
       ->required();
-  cmd->add_option("--platform", args->platform, "Platform to pull from an index (default: this host's), os/arch[/variant]");
+  cmd->add_option("--platform", args->platform,
+                  "Platform to pull from an index (default: this host's), os/arch[/variant][:os_version], e.g. "
+                  "windows/amd64:10.0.20348");
+  AddWindowsVersionFlag(cmd, args->windows_version);
+  cmd->add_flag("--foreign-urls-first", args->foreign_urls_first,
+                "Fetch foreign (non-distributable) layers from their urls before asking the registry; by default "
+                "the registry is asked first");
   cmd->add_flag("--all-platforms", args->all_platforms,
                 "For an index, fetch every platform's manifest, config and layers (so push keeps the index)");
   cmd->add_flag("--no-unpack", args->no_unpack,

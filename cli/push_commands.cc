@@ -27,6 +27,7 @@ struct TransferArgs {
   std::string source;
   std::string destination;
   std::string platform;  // copy: "" = this host's
+  std::string windows_version;  // copy: for a windows --platform without os.version
   bool all_platforms = false;
   int parallel = 4;
   uint64_t chunk_size = 0;
@@ -110,7 +111,7 @@ void RunCopy(const TransferArgs& args, const GlobalOptions& global) {
   oci::Reference source = OrDie(oci::Reference::Parse(args.source));
   oci::Reference target = OrDie(oci::Reference::Parse(args.destination));
   images::CopyOptions options;
-  options.platform = args.platform.empty() ? oci::Platform::Host() : OrDie(oci::Platform::Parse(args.platform));
+  options.platform = PlatformFlagOrDie(args.platform, args.windows_version);
   options.all_platforms = args.all_platforms;
   options.parallelism = args.parallel;
   options.chunk_size = args.chunk_size;
@@ -147,7 +148,9 @@ void AddPushCommands(CLI::App& app, const GlobalOptions& options) {
   copy_cmd->add_flag("-a,--all", copy->all_platforms,
                      "Copy every platform of an index and the index itself (byte-identical)");
   copy_cmd->add_option("--platform", copy->platform,
-                       "Platform to copy from an index without --all (default: this host's), os/arch[/variant]");
+                       "Platform to copy from an index without --all (default: this host's), "
+                       "os/arch[/variant][:os_version]");
+  AddWindowsVersionFlag(copy_cmd, copy->windows_version);
   AddTransferFlags(copy_cmd, *copy);
   copy_cmd->callback([copy, &options] { RunCopy(*copy, options); });
 }

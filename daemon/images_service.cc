@@ -176,7 +176,8 @@ grpc::Status ImagesService::Pull(grpc::ServerContext* context, const v1::PullReq
     }
     STRATA_ASSIGN_OR_RETURN(registry::SessionOptions session_options, SessionOptionsFrom(request->registry()));
     STRATA_ASSIGN_OR_RETURN(auto session, registry::Session::Open(session_options, {reference}));
-    registry::Fetcher fetcher(session->resolver(), store_.content(), &store_.leases());
+    registry::Fetcher fetcher(session->resolver(), store_.content(), &store_.leases(),
+                              {.foreign_urls_first = request->foreign_urls_first()});
     ProgressStream<v1::PullEvent> stream(writer);
     options.progress = stream.Sink();
 

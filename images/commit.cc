@@ -9,8 +9,11 @@
 
 #include "archive/compress.h"
 #include "archive/diff.h"
+#include "archive/windows_layer.h"
 #include "images/image_mount.h"
 #include "images/pull.h"
+#include "images/unpack.h"
+#include "oci/image_config.h"
 #include "oci/manifest.h"
 #include "store/lease_manager.h"
 
@@ -36,11 +39,12 @@ std::string_view LayerMediaType(std::string_view manifest_media_type, oci::Compr
   return docker ? oci::media_type::kDockerLayer : oci::media_type::kOciLayer;
 }
 
-// Streams the diff of `upper` through the compressor into a new blob; returns its
-// descriptor (media type unset) and the diffID.
-Result<std::pair<oci::Descriptor, Digest>> WriteLayer(store::ContentStore& content, const std::filesystem::path& upper,
-                                                      oci::Compression compression, const std::string& lease,
-                                                      uint64_t& entries) {
+// Streams the layer tar of snapshot `key` through the compressor into a new blob; returns
+// its descriptor (media type unset) and the diffID.
+Result<std::pair<oci::Descriptor, Digest>> WriteLayer(store::ContentStore& content,
+                                                      snapshotter::OverlaySnapshotter& snapshots,
+                                                      const std::string& key, oci::Compression compression,
+                                                      const std::string& lease, uint64_t& entries) {
   static std::atomic<uint64_t> counter{0};
   const std::string ref = fmt::format("commit-{}-{}", ::getpid(), counter.fetch_add(1));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<store::ContentWriter> writer, content.Writer(ref, {.lease = lease}));
@@ -51,12 +55,11 @@ Result<std::pair<oci::Descriptor, Digest>> WriteLayer(store::ContentStore& conte
                             compressed_digest.Update(bytes);
                             return writer->Write(bytes);
                           }));
-  STRATA_ASSIGN_OR_RETURN(archive::DiffStats stats, archive::WriteOverlayDiff(upper, [&](std::string_view bytes) {
+  STRATA_ASSIGN_OR_RETURN(entries, ExportSnapshotLayer(snapshots, key, [&](std::string_view bytes) {
                             tar_digest.Update(bytes);
                             return compressor->Write(bytes);
                           }));
   STRATA_RETURN_IF_ERROR(compressor->Finish());
-  entries = stats.entries;
   oci::Descriptor layer;
   layer.digest = compressed_digest.Finish();
   layer.size = static_cast<int64_t>(compressor->bytes_written());
@@ -66,6 +69,18 @@ Result<std::pair<oci::Descriptor, Digest>> WriteLayer(store::ContentStore& conte
 }
 
 }  // namespace
+
+Result<uint64_t> ExportSnapshotLayer(snapshotter::OverlaySnapshotter& snapshots, const std::string& key,
+                                     const archive::ByteSink& sink) {
+  STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots.records().Get(key));
+  const std::filesystem::path dir = snapshots.layout().FsDir(record.id);
+  if (SnapshotLayerFormat(record.info) == LayerFormat::kWindows) {
+    STRATA_ASSIGN_OR_RETURN(archive::WindowsLayerStats stats, archive::WriteWindowsLayer(dir, sink));
+    return stats.entries;
+  }
+  STRATA_ASSIGN_OR_RETURN(archive::DiffStats stats, archive::WriteOverlayDiff(dir, sink));
+  return stats.entries;
+}
 
 Result<CommitResult> CommitContainer(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                      const std::string& key, const std::string& new_name,
@@ -89,13 +104,26 @@ Result<CommitResult> CommitContainer(store::Store& store, snapshotter::OverlaySn
   STRATA_ASSIGN_OR_RETURN(oci::Manifest base, oci::Manifest::Parse(*base_bytes));
   STRATA_ASSIGN_OR_RETURN(std::string config_bytes, store::ReadBlob(content, base.config.digest));
   STRATA_ASSIGN_OR_RETURN(json config, ParseJson(config_bytes, "base config"));
+  oci::ImageConfig base_os;
+  if (config.contains("os") && config["os"].is_string()) base_os.os = config["os"].get<std::string>();
+  bool over_windows_layers = ImageLayerFormat(base_os) == LayerFormat::kWindows;
+  if (!record.info.parent.empty()) {
+    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotInfo parent, snapshots.Stat(record.info.parent));
+    over_windows_layers = over_windows_layers || SnapshotLayerFormat(parent) == LayerFormat::kWindows;
+  }
+  if (over_windows_layers) {
+    return Fail(ErrorCode::kFailedPrecondition,
+                "{}: it is a container over Windows image {}: its changes cannot be exported as a Windows layer "
+                "yet (strata does not mount Windows images yet; an overlay diff would be a wrong layer)",
+                what, base_manifest_digest);
+  }
 
   // Everything written is held by a lease until the image record names it.
   STRATA_ASSIGN_OR_RETURN(store::ScopedLease lease,
                           store::ScopedLease::Create(store.leases(), {{"strata.io/commit", key}}, std::chrono::hours(1)));
   CommitResult result;
-  STRATA_ASSIGN_OR_RETURN(auto layer, WriteLayer(content, snapshots.layout().FsDir(record.id), options.compression,
-                                                 lease.id(), result.entries));
+  STRATA_ASSIGN_OR_RETURN(auto layer, WriteLayer(content, snapshots, key, options.compression, lease.id(),
+                                                 result.entries));
   result.layer = layer.first;
   result.layer.media_type = std::string(LayerMediaType(base.media_type, options.compression));
   result.diff_id = layer.second;

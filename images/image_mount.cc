@@ -31,6 +31,16 @@ Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content,
   return StoredManifest{.descriptor = descriptor, .manifest = std::move(manifest)};
 }
 
+Status RefuseWindowsImage(const store::ContentStore& content, const StoredManifest& manifest,
+                          const std::string& image_name, std::string_view what) {
+  STRATA_ASSIGN_OR_RETURN(LayerFormat format, StoredImageLayerFormat(content, manifest.manifest.config));
+  if (format != LayerFormat::kWindows) return {};
+  return Fail(ErrorCode::kUnimplemented,
+              "windows image {}: {} not supported yet (its layers are Windows layer dirs, which need the Windows "
+              "union view)",
+              image_name, what);
+}
+
 std::string MountTarget(const fs::path& dir) { return fs::absolute(dir).lexically_normal().string(); }
 
 std::string MountKey(const fs::path& dir) { return "strata-mount:" + MountTarget(dir); }
@@ -41,6 +51,9 @@ Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::Ove
   STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));
   PreparedImage prepared;
   STRATA_ASSIGN_OR_RETURN(prepared.manifest, ResolveStoredManifest(store.content(), image.target, options.platform));
+  STRATA_RETURN_IF_ERROR(RefuseWindowsImage(
+      store.content(), prepared.manifest, image_name,
+      options.union_mount == snapshotter::UnionMount::kFsfilter ? "mount with fsfilter" : "mount with overlay"));
   STRATA_ASSIGN_OR_RETURN(prepared.chain_ids,
                           UnpackStored(store.content(), snapshots, prepared.manifest.manifest, options.limits));
   const std::string parent = prepared.chain_ids.empty() ? "" : prepared.chain_ids.back().ToString();

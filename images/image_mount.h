@@ -32,6 +32,13 @@ struct StoredManifest {
 Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content, const oci::Descriptor& target,
                                              const oci::Platform& platform);
 
+// Unimplemented ("windows image <name>: <what> not supported yet ...") when `manifest`'s
+// config says os windows: its snapshots are Windows layer dirs (images/unpack.h), which
+// neither overlayfs nor the union of overlay-form layers composes; the Windows union view
+// (fsfilter) will. OK for any other image.
+Status RefuseWindowsImage(const store::ContentStore& content, const StoredManifest& manifest,
+                          const std::string& image_name, std::string_view what);
+
 struct MountOptions {
   bool writable = false;  // an active snapshot (changes kept in its upper dir) vs a view
   // Kernel overlayfs, or strata's FUSE union view (strata-fsfilter) over the same layers.
@@ -50,7 +57,8 @@ struct PreparedImage {
 // The manifest of image `image_name` for options.platform, its layers unpacked where no
 // pull did, and snapshot `key` over its top layer — active when options.writable, else a
 // view — labelled `labels` plus kLabelMountImage and kLabelMountManifest. Errors: the
-// image's (NotFound, unpack errors); AlreadyExists when `key` is taken.
+// image's (NotFound, unpack errors); AlreadyExists when `key` is taken; Unimplemented for a
+// Windows image (RefuseWindowsImage; nothing is unpacked or prepared).
 Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                            const std::string& image_name, const std::string& key,
                                            store::Labels labels, const MountOptions& options);

@@ -73,6 +73,7 @@ Result<std::unique_ptr<ImageView>> ImageView::Open(store::Store& store, snapshot
   STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));
   std::unique_ptr<ImageView> view(new ImageView());
   STRATA_ASSIGN_OR_RETURN(view->manifest_, ResolveStoredManifest(store.content(), image.target, options.platform));
+  STRATA_RETURN_IF_ERROR(RefuseWindowsImage(store.content(), view->manifest_, image_name, "viewing (ls/cat)"));
   STRATA_ASSIGN_OR_RETURN(std::vector<Digest> chain_ids,
                           UnpackStored(store.content(), snapshots, view->manifest_.manifest, options.limits));
   if (chain_ids.empty()) return Fail(ErrorCode::kFailedPrecondition, "image {} has no layers", image_name);

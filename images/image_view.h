@@ -33,7 +33,8 @@ class ImageView {
 
   // The view of image `image_name` for options.platform (options.writable and
   // options.union_mount are ignored). Layers no pull unpacked are unpacked first, as
-  // `strata mount` does. NotFound for an unknown image or platform.
+  // `strata mount` does. NotFound for an unknown image or platform; Unimplemented for a
+  // Windows image (RefuseWindowsImage).
   static Result<std::unique_ptr<ImageView>> Open(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                                  const std::string& image_name, const MountOptions& options);
   ~ImageView();

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <set>
 
 #include <fmt/format.h>
@@ -10,6 +12,7 @@
 
 #include "archive/apply.h"
 #include "archive/decompress.h"
+#include "archive/windows_layer.h"
 #include "base/file.h"
 #include "oci/chain_id.h"
 #include "oci/image_config.h"
@@ -27,12 +30,43 @@ std::string ExtractKey(const Digest& chain_id) {
   return fmt::format("extract-{}-{} {}", ::getpid(), counter.fetch_add(1), chain_id);
 }
 
+std::string_view FormatName(LayerFormat format) {
+  return format == LayerFormat::kWindows ? kLayerFormatWindows : std::string_view("overlay");
+}
+
 }  // namespace
+
+LayerFormat ImageLayerFormat(const oci::ImageConfig& config) {
+  std::string os = config.os;
+  std::ranges::transform(os, os.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return os == "windows" ? LayerFormat::kWindows : LayerFormat::kOverlay;
+}
+
+Result<LayerFormat> StoredImageLayerFormat(const store::ContentStore& content, const oci::Descriptor& config) {
+  STRATA_ASSIGN_OR_RETURN(std::string bytes, store::ReadBlob(content, config.digest));
+  STRATA_ASSIGN_OR_RETURN(oci::ImageConfig parsed, oci::ImageConfig::Parse(bytes));
+  return ImageLayerFormat(parsed);
+}
+
+LayerFormat SnapshotLayerFormat(const snapshotter::SnapshotInfo& info) {
+  auto label = info.labels.find(std::string(kLabelLayerFormat));
+  return label != info.labels.end() && label->second == kLayerFormatWindows ? LayerFormat::kWindows
+                                                                            : LayerFormat::kOverlay;
+}
+
+Result<std::vector<std::filesystem::path>> ChainLayerDirs(snapshotter::OverlaySnapshotter& snapshots,
+                                                          const std::string& name) {
+  STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots.records().Get(name));
+  std::vector<std::filesystem::path> dirs{snapshots.layout().FsDir(record.id)};
+  for (uint64_t id : record.parent_ids) dirs.push_back(snapshots.layout().FsDir(id));
+  return dirs;
+}
 
 Result<std::unique_ptr<LayerUnpack>> LayerUnpack::Start(snapshotter::OverlaySnapshotter& snapshots,
                                                         const oci::Descriptor& layer, const Digest& chain_id,
-                                                        const UnpackLimits& limits, bool streaming) {
-  std::unique_ptr<LayerUnpack> unpack(new LayerUnpack(snapshots, layer, chain_id, limits));
+                                                        const UnpackLimits& limits, LayerPlacement placement,
+                                                        bool streaming) {
+  std::unique_ptr<LayerUnpack> unpack(new LayerUnpack(snapshots, layer, chain_id, limits, std::move(placement)));
   STRATA_RETURN_IF_ERROR(unpack->Prepare());
   if (streaming) {
     LayerUnpack* self = unpack.get();
@@ -59,12 +93,17 @@ LayerUnpack::~LayerUnpack() {
 Status LayerUnpack::Prepare() {
   key_ = ExtractKey(chain_id_);
   // A crashed pull's snapshot expires; GC removes it then (snapshotter/snapshot_gc.h).
-  const store::Labels labels{{std::string(snapshotter::kLabelSnapshotExpire),
-                              store::FormatTimestamp(store::Now() + std::chrono::hours(24))}};
+  store::Labels labels = Labels();
+  labels[std::string(snapshotter::kLabelSnapshotExpire)] = store::FormatTimestamp(store::Now() + std::chrono::hours(24));
   STRATA_RETURN_IF_ERROR(snapshots_.Prepare(key_, "", labels));
   STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots_.records().Get(key_));
   dir_ = snapshots_.layout().FsDir(record.id);
   return {};
+}
+
+store::Labels LayerUnpack::Labels() const {
+  if (placement_.format != LayerFormat::kWindows) return {};
+  return {{std::string(kLabelLayerFormat), std::string(kLayerFormatWindows)}};
 }
 
 void LayerUnpack::Discard() {
@@ -92,7 +131,15 @@ Result<LayerUnpack::Applied> LayerUnpack::ApplyFrom(ByteReader& blob) {
   // DigestingReader) and, here, the apply's system calls.
   DigestingReader hashed(*tar);
   ReadAheadReader tar_stream(hashed, /*chunk_size=*/256 << 10, /*capacity=*/1 << 20);
-  STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(tar_stream, dir_));
+  std::vector<std::string> implied_dirs;
+  if (placement_.format == LayerFormat::kWindows) {
+    const archive::WindowsLayerOptions options{.is_base = placement_.parent_layers.empty(),
+                                               .parent_layers = placement_.parent_layers};
+    STRATA_RETURN_IF_ERROR(archive::ApplyWindowsLayer(tar_stream, dir_, options));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(archive::ApplyStats stats, archive::ApplyLayer(tar_stream, dir_));
+    implied_dirs = std::move(stats.implied_dirs);
+  }
   // The diffID covers the whole tar, padding after the end-of-archive blocks included.
   std::string rest(64 * 1024, '\0');
   for (;;) {
@@ -100,7 +147,7 @@ Result<LayerUnpack::Applied> LayerUnpack::ApplyFrom(ByteReader& blob) {
     if (n == 0) break;
   }
   STRATA_RETURN_IF_ERROR(tar_stream.Join());
-  return Applied{.diff_id = hashed.Finish(), .implied_dirs = std::move(stats.implied_dirs)};
+  return Applied{.diff_id = hashed.Finish(), .implied_dirs = std::move(implied_dirs)};
 }
 
 Status LayerUnpack::OnData(int64_t offset, std::string_view bytes) {
@@ -142,7 +189,7 @@ Result<Digest> LayerUnpack::Finish(const store::ContentStore& content) {
 
 Status LayerUnpack::Commit(const std::string& parent) {
   const std::string what = fmt::format("layer {}", layer_.digest);
-  auto committed = snapshots_.Commit(chain_id_.ToString(), key_, {}, parent);
+  auto committed = snapshots_.Commit(chain_id_.ToString(), key_, Labels(), parent);
   if (!committed) {
     if (committed.error().code() != ErrorCode::kAlreadyExists) return Fail(committed.error().WithContext(what));
     // A concurrent pull committed this chainID first: theirs is the same layer.
@@ -158,6 +205,7 @@ Status ImageUnpack::Plan(store::ContentStore& content, const oci::Descriptor& co
   config_ = config.digest;
   STRATA_ASSIGN_OR_RETURN(std::string bytes, store::ReadBlob(content, config.digest));
   STRATA_ASSIGN_OR_RETURN(oci::ImageConfig parsed, oci::ImageConfig::Parse(bytes));
+  format_ = ImageLayerFormat(parsed);
   diff_ids_ = parsed.rootfs.diff_ids;
   if (diff_ids_.size() != layers_.size()) {
     return Fail(ErrorCode::kInvalidArgument, "image config {} lists {} diff_ids for the manifest's {} layers",
@@ -173,7 +221,69 @@ Status ImageUnpack::Plan(store::ContentStore& content, const oci::Descriptor& co
     break;
   }
   unpacks_.resize(layers_.size());
+  ready_dirs_.assign(layers_.size(), std::nullopt);
+  return CheckCommittedBelow();
+}
+
+Status ImageUnpack::CheckCommittedBelow() {
+  committed_below_.clear();
+  if (first_missing_ == 0) return {};
+  for (size_t i = 0; i < first_missing_; ++i) {
+    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotInfo info, snapshots_.Stat(chain_ids_[i].ToString()));
+    if (SnapshotLayerFormat(info) != format_) {
+      return Fail(ErrorCode::kFailedPrecondition,
+                  "layer {} (#{}): snapshot {} holds it in {} form (unpacked for an image of another os), "
+                  "this image needs {} form",
+                  layers_[i].digest, i, chain_ids_[i], FormatName(SnapshotLayerFormat(info)), FormatName(format_));
+    }
+  }
+  if (format_ != LayerFormat::kWindows) return {};
+  STRATA_ASSIGN_OR_RETURN(committed_below_, ChainLayerDirs(snapshots_, chain_ids_[first_missing_ - 1].ToString()));
+  for (size_t n = 0; n < committed_below_.size(); ++n) {
+    const std::filesystem::path& dir = committed_below_[n];
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(dir / "layerchain.json", ec)) {
+      const size_t i = first_missing_ - 1 - n;
+      return Fail(ErrorCode::kFailedPrecondition,
+                  "windows layer {} (#{}): its layer dir {} (snapshot {}) is missing or incomplete "
+                  "(no layerchain.json): the layers above cannot be applied over it",
+                  layers_[i].digest, i, dir.string(), chain_ids_[i]);
+    }
+  }
   return {};
+}
+
+std::optional<std::vector<std::filesystem::path>> ImageUnpack::ReadyParents(size_t i) const {
+  std::vector<std::filesystem::path> parents;
+  {
+    std::lock_guard lock(ready_mutex_);
+    for (size_t below = i; below > first_missing_; --below) {
+      if (!ready_dirs_[below - 1]) return std::nullopt;
+      parents.push_back(*ready_dirs_[below - 1]);
+    }
+  }
+  parents.insert(parents.end(), committed_below_.begin(), committed_below_.end());
+  return parents;
+}
+
+Status ImageUnpack::Applied(size_t i, const Digest& diff_id) {
+  if (diff_id != diff_ids_[i]) {
+    return Fail(ErrorCode::kFailedPrecondition, "layer {} (#{}): its tar has diffID {}, the config says {}",
+                layers_[i].digest, i, diff_id, diff_ids_[i]);
+  }
+  if (format_ == LayerFormat::kWindows) {
+    std::lock_guard lock(ready_mutex_);
+    ready_dirs_[i] = unpacks_[i]->dir();
+  }
+  return {};
+}
+
+Status ImageUnpack::ApplyStored(size_t i, LayerPlacement placement) {
+  unpacks_[i].reset();  // its snapshot goes first
+  STRATA_ASSIGN_OR_RETURN(unpacks_[i], LayerUnpack::Start(snapshots_, layers_[i], chain_ids_[i], limits_,
+                                                          std::move(placement), /*streaming=*/false));
+  STRATA_ASSIGN_OR_RETURN(Digest diff_id, unpacks_[i]->Finish(*content_));
+  return Applied(i, diff_id);
 }
 
 Result<registry::FetchOutcome> ImageUnpack::Transfer(const oci::Descriptor& blob, const Fetch& fetch) {
@@ -184,28 +294,41 @@ Result<registry::FetchOutcome> ImageUnpack::Transfer(const oci::Descriptor& blob
   }
   if (positions.empty()) return fetch(nullptr);
   // A blob in the store already is applied from there; otherwise the first position
-  // streams from the download.
+  // streams from the download (for Windows, only when its parents are ready now: a
+  // streaming apply that waited for them would stall this download and hold a pool thread).
   const bool stored = content.Info(blob.digest).has_value();
+  const bool windows = format_ == LayerFormat::kWindows;
   for (size_t n = 0; n < positions.size(); ++n) {
     const size_t i = positions[n];
+    LayerPlacement placement{.format = format_};
+    if (windows) {
+      std::optional<std::vector<std::filesystem::path>> parents = ReadyParents(i);
+      if (!parents || n > 0 || stored) continue;  // applied after the fetch, or later
+      placement.parent_layers = std::move(*parents);
+    }
     STRATA_ASSIGN_OR_RETURN(unpacks_[i], LayerUnpack::Start(snapshots_, layers_[i], chain_ids_[i], limits_,
+                                                            std::move(placement),
                                                             /*streaming=*/n == 0 && !stored));
   }
+  LayerUnpack* streamed = stored ? nullptr : unpacks_[positions.front()].get();
   Result<registry::FetchOutcome> fetched = registry::FetchOutcome::kExists;
-  if (stored) {
+  if (streamed == nullptr) {
     fetched = fetch(nullptr);  // still: the caller's lease must hold it
   } else {
-    LayerUnpack& streamed = *unpacks_[positions.front()];
-    fetched = fetch([&streamed](int64_t offset, std::string_view bytes) { return streamed.OnData(offset, bytes); });
-    streamed.EndStream(fetched ? Status{} : Status(std::unexpected(fetched.error())));
+    fetched = fetch([streamed](int64_t offset, std::string_view bytes) { return streamed->OnData(offset, bytes); });
+    streamed->EndStream(fetched ? Status{} : Status(std::unexpected(fetched.error())));
   }
   if (!fetched) return fetched;
   for (size_t i : positions) {
-    STRATA_ASSIGN_OR_RETURN(Digest diff_id, unpacks_[i]->Finish(content));
-    if (diff_id != diff_ids_[i]) {
-      return Fail(ErrorCode::kFailedPrecondition, "layer {} (#{}): its tar has diffID {}, the config says {}",
-                  layers_[i].digest, i, diff_id, diff_ids_[i]);
+    if (!unpacks_[i]) {
+      // Windows, not started: apply now if the parents are ready, else CommitAll does.
+      std::optional<std::vector<std::filesystem::path>> parents = ReadyParents(i);
+      if (!parents) continue;
+      STRATA_RETURN_IF_ERROR(ApplyStored(i, {.format = format_, .parent_layers = std::move(*parents)}));
+      continue;
     }
+    STRATA_ASSIGN_OR_RETURN(Digest diff_id, unpacks_[i]->Finish(content));
+    STRATA_RETURN_IF_ERROR(Applied(i, diff_id));
   }
   return fetched;
 }
@@ -235,14 +358,28 @@ Status ImageUnpack::CheckNoWritesThroughSymlinks() const {
 }
 
 Result<int> ImageUnpack::CommitAll() {
+  const bool windows = format_ == LayerFormat::kWindows;
   for (size_t i = first_missing_; i < layers_.size(); ++i) {
-    if (!unpacks_[i]) return Fail(ErrorCode::kInternal, "layer {} (#{}) was never transferred", layers_[i].digest, i);
+    if (unpacks_[i]) continue;
+    // Windows: a layer fetched while its parent was not applied yet; its parent is now.
+    std::optional<std::vector<std::filesystem::path>> parents;
+    if (windows) parents = ReadyParents(i);
+    if (!parents) return Fail(ErrorCode::kInternal, "layer {} (#{}) was never transferred", layers_[i].digest, i);
+    STRATA_RETURN_IF_ERROR(ApplyStored(i, {.format = format_, .parent_layers = std::move(*parents)}));
   }
   // Every check before the first commit: a refused layer leaves no snapshot of this pull.
+  // (Windows layers refuse writes through symlinks themselves and imply no dirs.)
   STRATA_RETURN_IF_ERROR(CheckNoWritesThroughSymlinks());
   int committed = 0;
   for (size_t i = first_missing_; i < layers_.size(); ++i) {
     const std::string parent = i == 0 ? "" : chain_ids_[i - 1].ToString();
+    if (windows && i > 0) {
+      // The parent's snapshot may be another pull's (it committed that chainID first).
+      STRATA_ASSIGN_OR_RETURN(std::vector<std::filesystem::path> parents, ChainLayerDirs(snapshots_, parent));
+      if (parents != unpacks_[i]->placement().parent_layers) {
+        STRATA_RETURN_IF_ERROR(ApplyStored(i, {.format = format_, .parent_layers = std::move(parents)}));
+      }
+    }
     STRATA_RETURN_IF_ERROR(unpacks_[i]->Commit(parent));
     ++committed;
   }

@@ -53,8 +53,9 @@ void Emit(const FetchOptions& options, const oci::Descriptor& blob, TransferStat
 
 }  // namespace
 
-Fetcher::Fetcher(Resolver& resolver, store::ContentStore& content, store::LeaseManager* leases)
-    : resolver_(resolver), content_(content), leases_(leases) {}
+Fetcher::Fetcher(Resolver& resolver, store::ContentStore& content, store::LeaseManager* leases,
+                 FetcherOptions options)
+    : resolver_(resolver), content_(content), leases_(leases), options_(options) {}
 
 int64_t Fetcher::bytes_received() const { return bytes_received_.load(); }
 
@@ -119,11 +120,14 @@ Result<FetchOutcome> Fetcher::FetchAsLeader(const oci::Reference& reference, con
                              .scopes = {fmt::format("repository:{}:pull", reference.path())},
                              .policy = resolver_.PolicyFor(host)});
   }
-  // Foreign layers: the registry may hold them (it is asked first), else their URLs.
+  // Foreign layers: the registry may hold them (asked first unless foreign_urls_first),
+  // else their URLs.
+  std::vector<Source> foreign;
   for (const std::string& url : blob.urls) {
     if (!ParseOrigin(url)) continue;  // only http(s) URLs are fetched
-    sources.push_back(Source{.url = url, .name = url, .scopes = {}, .policy = resolver_.options().retry});
+    foreign.push_back(Source{.url = url, .name = url, .scopes = {}, .policy = resolver_.options().retry});
   }
+  sources.insert(options_.foreign_urls_first ? sources.begin() : sources.end(), foreign.begin(), foreign.end());
 
   std::vector<std::string> failures;
   for (size_t i = 0; i < sources.size(); ++i) {

@@ -6,7 +6,7 @@
 // blob ever becomes visible. A dropped connection resumes with a Range request from the
 // ingest's offset; an interrupted fetch (even across processes) resumes from the ingest
 // the next time. Hosts are tried in order (mirrors, then the upstream), then the
-// descriptor's foreign `urls`.
+// descriptor's foreign `urls` (or the urls first: FetcherOptions::foreign_urls_first).
 #pragma once
 
 #include <atomic>
@@ -48,6 +48,13 @@ struct FetchOptions {
   DataTee on_data;
 };
 
+struct FetcherOptions {
+  // For a blob whose descriptor has `urls` (foreign / non-distributable layers): try those
+  // urls before the registry hosts, as older containerd does. Default: the registry first,
+  // then the urls (as Docker does).
+  bool foreign_urls_first = false;
+};
+
 enum class FetchOutcome {
   kFetched,  // this call downloaded and committed it
   kExists,   // it was in the store already, or a concurrent fetch of the same blob got it
@@ -58,7 +65,8 @@ enum class FetchOutcome {
 // `leases` (may be null) outlive the Fetcher.
 class Fetcher {
  public:
-  Fetcher(Resolver& resolver, store::ContentStore& content, store::LeaseManager* leases);
+  Fetcher(Resolver& resolver, store::ContentStore& content, store::LeaseManager* leases,
+          FetcherOptions options = {});
 
   // Ensures `blob` (from `reference`'s repository) is committed in the content store and,
   // with options.lease, held by that lease. Errors: NotFound when no source has it;
@@ -83,6 +91,7 @@ class Fetcher {
   Resolver& resolver_;
   store::ContentStore& content_;
   store::LeaseManager* leases_;
+  FetcherOptions options_;
   std::mutex mutex_;
   std::map<Digest, std::shared_ptr<Flight>> flights_;  // guarded by mutex_
   std::atomic<int64_t> bytes_received_{0};
