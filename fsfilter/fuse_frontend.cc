@@ -336,8 +336,6 @@ void OnWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_fil
   fuse_reply_write(req, static_cast<size_t>(written));
 }
 
-void OnFlush(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
-
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   delete FileOf(fi);
   fuse_reply_err(req, 0);
@@ -511,7 +509,8 @@ fuse_lowlevel_ops MakeOperations() {
   ops.create = OnCreate;
   ops.read = OnRead;
   ops.write_buf = OnWriteBuf;
-  ops.flush = OnFlush;
+  // No flush: libfuse answers ENOSYS once and the kernel stops sending FLUSH on every close
+  // (it still writes back dirty pages first); there is nothing to do at close.
   ops.release = OnRelease;
   ops.fsync = OnFsync;
   ops.fallocate = OnFallocate;
