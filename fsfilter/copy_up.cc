@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -35,7 +36,18 @@ SysStatus CopyData(int src, int dst, off_t size) {
     copied += n;
   }
   if (!use_read_write) return {};
-  // copy_file_range with null offsets advanced both file offsets past what it copied.
+  // Across filesystems (ext4 has no cross-device copy_file_range): sendfile copies in the
+  // kernel, without a user buffer. copy_file_range with null offsets advanced both file
+  // offsets past what it copied, and sendfile continues from there.
+  for (;;) {
+    const ssize_t n = ::sendfile(dst, src, nullptr, kCopyBufferSize);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EINVAL || errno == ENOSYS) break;  // a source sendfile cannot read
+      return LastErrno();
+    }
+    if (n == 0) return {};
+  }
   std::vector<char> buffer(kCopyBufferSize);
   for (;;) {
     const ssize_t n = ::read(src, buffer.data(), buffer.size());
@@ -75,6 +87,54 @@ SysStatus RestoreDirTimes(int dir_fd, const struct stat& st) {
   return {};
 }
 
+// xattr calls on an open file (f*xattr) or, for an O_PATH fd, through its /proc/self/fd
+// path (the f* calls refuse O_PATH fds).
+class XattrHandle {
+ public:
+  XattrHandle(int fd, bool is_o_path) : fd_(fd), path_(is_o_path ? ProcFdPath(fd) : std::string()) {}
+  ssize_t List(char* out, size_t size) const {
+    return path_.empty() ? ::flistxattr(fd_, out, size) : ::listxattr(path_.c_str(), out, size);
+  }
+  ssize_t Get(const char* name, void* out, size_t size) const {
+    return path_.empty() ? ::fgetxattr(fd_, name, out, size) : ::getxattr(path_.c_str(), name, out, size);
+  }
+  int Set(const char* name, const void* value, size_t size) const {
+    return path_.empty() ? ::fsetxattr(fd_, name, value, size, 0) : ::setxattr(path_.c_str(), name, value, size, 0);
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+SysStatus CopyXattrsBetween(const XattrHandle& src, const XattrHandle& dst) {
+  ssize_t size = src.List(nullptr, 0);
+  if (size < 0) return (errno == ENOTSUP || errno == EOPNOTSUPP) ? SysStatus{} : LastErrno();
+  if (size == 0) return {};
+  std::string names(static_cast<size_t>(size), '\0');
+  size = src.List(names.data(), names.size());
+  if (size < 0) return LastErrno();
+  names.resize(static_cast<size_t>(size));
+  for (size_t start = 0; start < names.size();) {
+    const std::string name(names.c_str() + start);
+    start += name.size() + 1;
+    if (name.empty() || IsOverlayXattr(name)) continue;
+    const ssize_t value_size = src.Get(name.c_str(), nullptr, 0);
+    if (value_size < 0) {
+      if (errno == ENODATA) continue;
+      return LastErrno();
+    }
+    std::string value(static_cast<size_t>(value_size), '\0');
+    const ssize_t n = src.Get(name.c_str(), value.data(), value.size());
+    if (n < 0) return LastErrno();
+    value.resize(static_cast<size_t>(n));
+    if (dst.Set(name.c_str(), value.data(), value.size()) != 0 && errno != ENOTSUP && errno != EOPNOTSUPP &&
+        errno != EPERM)
+      return LastErrno();
+  }
+  return {};
+}
+
 // Builds the copy of `src_parent`/`name` (lstat `st`) as `work`/`stage`.
 SysStatus StageCopy(int src_parent, const std::string& name, const struct stat& st, int work_fd,
                     const std::string& stage, bool with_data) {
@@ -85,7 +145,9 @@ SysStatus StageCopy(int src_parent, const std::string& name, const struct stat& 
       UniqueFd dst(::openat(work_fd, stage.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
       if (!dst) return LastErrno();
       if (with_data) FS_RETURN_IF_ERROR(CopyData(src.get(), dst.get(), st.st_size));
-      break;
+      FS_RETURN_IF_ERROR(CopyOwnerAndMode(work_fd, stage, st));
+      FS_RETURN_IF_ERROR(CopyXattrsBetween(XattrHandle(src.get(), false), XattrHandle(dst.get(), false)));
+      return CopyTimes(work_fd, stage, st);
     }
     case S_IFDIR:
       if (::mkdirat(work_fd, stage.c_str(), 0700) != 0) return LastErrno();
@@ -118,33 +180,7 @@ std::string StagingName() {
 }
 
 SysStatus CopyXattrs(int src_fd, int dst_fd) {
-  const std::string src = ProcFdPath(src_fd);
-  const std::string dst = ProcFdPath(dst_fd);
-  ssize_t size = ::listxattr(src.c_str(), nullptr, 0);
-  if (size < 0) return (errno == ENOTSUP || errno == EOPNOTSUPP) ? SysStatus{} : LastErrno();
-  if (size == 0) return {};
-  std::string names(static_cast<size_t>(size), '\0');
-  size = ::listxattr(src.c_str(), names.data(), names.size());
-  if (size < 0) return LastErrno();
-  names.resize(static_cast<size_t>(size));
-  for (size_t start = 0; start < names.size();) {
-    const std::string name(names.c_str() + start);
-    start += name.size() + 1;
-    if (name.empty() || IsOverlayXattr(name)) continue;
-    const ssize_t value_size = ::getxattr(src.c_str(), name.c_str(), nullptr, 0);
-    if (value_size < 0) {
-      if (errno == ENODATA) continue;
-      return LastErrno();
-    }
-    std::string value(static_cast<size_t>(value_size), '\0');
-    const ssize_t n = ::getxattr(src.c_str(), name.c_str(), value.data(), value.size());
-    if (n < 0) return LastErrno();
-    value.resize(static_cast<size_t>(n));
-    if (::setxattr(dst.c_str(), name.c_str(), value.data(), value.size(), 0) != 0 && errno != ENOTSUP &&
-        errno != EOPNOTSUPP && errno != EPERM)
-      return LastErrno();
-  }
-  return {};
+  return CopyXattrsBetween(XattrHandle(src_fd, true), XattrHandle(dst_fd, true));
 }
 
 SysStatus CopyUp(LayerUnion& union_view, Node* node, bool with_data) {
