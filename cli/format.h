@@ -3,14 +3,19 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/error.h"
 #include "store/types.h"
 
 namespace strata::cli {
 
 // "0 B", "512 B", "1.5 KiB", "3.2 GiB".
 std::string HumanSize(int64_t bytes);
+// "4096", "512M", "20G", "1T" (powers of 1024; "GiB"/"GB"/"g" spellings too) as bytes;
+// InvalidArgument naming `flag` and the text otherwise.
+Result<uint64_t> ParseByteSize(std::string_view flag, std::string_view text);
 // "12 seconds", "3 minutes", "2 days" since `t`.
 std::string Age(store::Timestamp t);
 // "k=v,k2=v2" ("-" when empty), as ctr prints labels.

@@ -28,6 +28,8 @@ struct MountArgs {
   bool writable = false;
   std::string platform;
   std::string driver = "overlay";
+  std::string isolation = "process";
+  std::string scratch_size = "20G";
   std::string target;  // commit: DIR or snapshot key
   std::string new_name;
   std::string compression = "gzip";
@@ -42,8 +44,14 @@ void PrintMounted(const MountArgs& args, const GlobalOptions& global, const std:
                 {"snapshot", key},
                 {"target", images::MountTarget(args.dir)},
                 {"writable", args.writable},
+                {"isolation", args.isolation},
                 {"layers", layers}};
     fmt::print("{}\n", out.dump());
+    return;
+  }
+  if (args.isolation == "vm") {
+    fmt::print("{}: container layer dir for a VM runtime on {} (layerchain.json over {} layers, sandbox.vhd)\n", name,
+               args.dir, layers);
     return;
   }
   fmt::print("{} mounted {} on {} ({} layers)\n", name, args.writable ? "read-write" : "read-only", args.dir, layers);
@@ -57,10 +65,15 @@ void RunMount(const MountArgs& args, const GlobalOptions& global) {
   images::MountOptions options{.writable = args.writable};
   if (!args.platform.empty()) options.platform = OrDie(oci::Platform::Parse(args.platform));
   options.union_mount = OrDie(snapshotter::ParseUnionMount(args.driver));
+  options.isolation = OrDie(images::ParseIsolation(args.isolation));
+  options.scratch_bytes = OrDie(ParseByteSize("--scratch-size", args.scratch_size));
   if (auto client = DaemonClient::Find(global)) {  // the daemon mounts (it runs as root)
     strata::v1::MountImageRequest request;
     request.set_image(name);
     request.set_rw(args.writable);
+    request.set_isolation(options.isolation == images::Isolation::kVm ? strata::v1::ISOLATION_VM
+                                                                      : strata::v1::ISOLATION_PROCESS);
+    request.set_scratch_size(options.scratch_bytes);
     request.set_target(images::MountTarget(args.dir));
     request.set_platform(args.platform);
     request.set_driver(args.driver);
@@ -121,6 +134,13 @@ void AddMountCommands(CLI::App& app, const GlobalOptions& options) {
   mount->add_option("--driver", args->driver,
                     "How the layers are composed: overlay (kernel overlayfs) or fsfilter (strata's FUSE union "
                     "view, strata-fsfilter)")
+      ->capture_default_str();
+  mount->add_option("--isolation", args->isolation,
+                    "process: the merged root filesystem on DIR; vm (Windows images): DIR gets the container's "
+                    "layer dir for a VM runtime, layerchain.json (the image's layer dirs) and sandbox.vhd")
+      ->capture_default_str();
+  mount->add_option("--scratch-size", args->scratch_size,
+                    "--isolation vm: size of the sparse sandbox.vhd scratch disk (e.g. 20G)")
       ->capture_default_str();
   mount->callback([args, &options] { RunMount(*args, options); });
 

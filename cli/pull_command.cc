@@ -123,8 +123,9 @@ void AddPullCommand(CLI::App& app, const GlobalOptions& options) {
   cmd->add_flag("--all-platforms", args->all_platforms,
                 "For an index, fetch every platform's manifest, config and layers (so push keeps the index)");
   cmd->add_flag("--no-unpack", args->no_unpack,
-                "Only fetch blobs into the content store; by default each layer is also unpacked into an "
-                "overlay snapshot as it downloads (--all-platforms implies this)");
+                "Only fetch blobs into the content store; by default each layer is also unpacked into a "
+                "snapshot as it downloads, in overlay form (a Windows layer dir for Windows images) "
+                "(--all-platforms implies this)");
   cmd->add_option("--max-ratio", args->max_ratio,
                   "Refuse a layer whose tar outgrows its compressed size by more than this factor "
                   "(plus 256 MiB): a decompression-bomb guard; 0 = off")

@@ -272,14 +272,13 @@ grpc::Status ImagesService::Tag(grpc::ServerContext* context, const v1::TagImage
 grpc::Status ImagesService::Mount(grpc::ServerContext* context, const v1::MountImageRequest* request,
                                   v1::MountImageResponse* response) {
   return Guarded(gate_, context, "images.Mount", [&]() -> Status {
-    if (request->isolation() == v1::ISOLATION_VM) {
-      return Fail(ErrorCode::kUnimplemented, "vm isolation arrives with issue 9");
-    }
-    if (request->isolation() != v1::ISOLATION_PROCESS) {
+    if (request->isolation() != v1::ISOLATION_PROCESS && request->isolation() != v1::ISOLATION_VM) {
       return Fail(ErrorCode::kInvalidArgument, "isolation {} is unknown", static_cast<int>(request->isolation()));
     }
     STRATA_ASSIGN_OR_RETURN(std::string name, NormalisedName(request->image(), "image"));
     images::MountOptions options{.writable = request->rw()};
+    options.isolation = request->isolation() == v1::ISOLATION_VM ? images::Isolation::kVm : images::Isolation::kProcess;
+    options.scratch_bytes = request->scratch_size();
     STRATA_ASSIGN_OR_RETURN(options.platform, ParsePlatform(request->platform()));
     STRATA_ASSIGN_OR_RETURN(options.union_mount, snapshotter::ParseUnionMount(request->driver()));
     response->set_image(name);

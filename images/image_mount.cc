@@ -4,6 +4,7 @@
 
 #include "oci/index.h"
 #include "oci/media_types.h"
+#include "images/windows_container.h"
 #include "snapshotter/mount.h"
 
 namespace strata::images {
@@ -31,15 +32,38 @@ Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content,
   return StoredManifest{.descriptor = descriptor, .manifest = std::move(manifest)};
 }
 
-Status RefuseWindowsImage(const store::ContentStore& content, const StoredManifest& manifest,
-                          const std::string& image_name, std::string_view what) {
-  STRATA_ASSIGN_OR_RETURN(LayerFormat format, StoredImageLayerFormat(content, manifest.manifest.config));
-  if (format != LayerFormat::kWindows) return {};
-  return Fail(ErrorCode::kUnimplemented,
-              "windows image {}: {} not supported yet (its layers are Windows layer dirs, which need the Windows "
-              "union view)",
-              image_name, what);
+Result<Isolation> ParseIsolation(std::string_view text) {
+  if (text == "process" || text.empty()) return Isolation::kProcess;
+  if (text == "vm") return Isolation::kVm;
+  return Fail(ErrorCode::kInvalidArgument, "isolation {:?}: use process or vm", text);
 }
+
+namespace {
+
+// The snapshot `key` over a Windows image's unpacked chain, and its mounts (MountOptions).
+Result<std::vector<snapshotter::Mount>> PrepareWindowsSnapshot(snapshotter::OverlaySnapshotter& snapshots,
+                                                               const std::string& image_name, const std::string& key,
+                                                               const std::string& top, const store::Labels& labels,
+                                                               const MountOptions& options) {
+  STRATA_ASSIGN_OR_RETURN(std::vector<fs::path> layer_dirs, ChainLayerDirs(snapshots, top));
+  if (options.isolation == Isolation::kProcess) {
+    STRATA_RETURN_IF_ERROR(snapshots.View(key, top, labels));
+    return std::vector<snapshotter::Mount>{WindowsViewMount(layer_dirs)};
+  }
+  STRATA_RETURN_IF_ERROR(snapshots.Prepare(key, top, labels));
+  auto container = [&]() -> Result<snapshotter::Mount> {
+    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots.records().Get(key));
+    return WriteWindowsContainerDir(snapshots.layout().FsDir(record.id), layer_dirs,
+                                    options.scratch_bytes == 0 ? kDefaultScratchBytes : options.scratch_bytes);
+  }();
+  if (!container) {
+    (void)snapshots.Remove(key);
+    return Fail(container.error().WithContext(fmt::format("windows image {}: container dir", image_name)));
+  }
+  return std::vector<snapshotter::Mount>{std::move(*container)};
+}
+
+}  // namespace
 
 std::string MountTarget(const fs::path& dir) { return fs::absolute(dir).lexically_normal().string(); }
 
@@ -51,14 +75,29 @@ Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::Ove
   STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));
   PreparedImage prepared;
   STRATA_ASSIGN_OR_RETURN(prepared.manifest, ResolveStoredManifest(store.content(), image.target, options.platform));
-  STRATA_RETURN_IF_ERROR(RefuseWindowsImage(
-      store.content(), prepared.manifest, image_name,
-      options.union_mount == snapshotter::UnionMount::kFsfilter ? "mount with fsfilter" : "mount with overlay"));
+  STRATA_ASSIGN_OR_RETURN(const LayerFormat format,
+                          StoredImageLayerFormat(store.content(), prepared.manifest.manifest.config));
+  const bool windows = format == LayerFormat::kWindows;
+  if (windows && options.isolation == Isolation::kProcess && options.writable) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "windows image {}: mounts read-only (no copy-on-write over Windows layers yet); drop --rw, or use "
+                "--isolation vm for a container dir with a scratch disk",
+                image_name);
+  }
+  if (!windows && options.isolation == Isolation::kVm) {
+    return Fail(ErrorCode::kUnimplemented,
+                "image {}: vm isolation of Linux images (per-layer block images) is not built yet", image_name);
+  }
   STRATA_ASSIGN_OR_RETURN(prepared.chain_ids,
                           UnpackStored(store.content(), snapshots, prepared.manifest.manifest, options.limits));
   const std::string parent = prepared.chain_ids.empty() ? "" : prepared.chain_ids.back().ToString();
   labels[std::string(kLabelMountImage)] = image_name;
   labels[std::string(kLabelMountManifest)] = prepared.manifest.descriptor.digest.ToString();
+  if (windows) {
+    if (parent.empty()) return Fail(ErrorCode::kFailedPrecondition, "windows image {} has no layers", image_name);
+    STRATA_ASSIGN_OR_RETURN(prepared.mounts, PrepareWindowsSnapshot(snapshots, image_name, key, parent, labels, options));
+    return prepared;
+  }
   STRATA_ASSIGN_OR_RETURN(prepared.mounts, options.writable ? snapshots.Prepare(key, parent, labels)
                                                             : snapshots.View(key, parent, labels));
   for (snapshotter::Mount& mount : prepared.mounts) mount = snapshotter::WithUnionMount(std::move(mount), options.union_mount);
@@ -72,7 +111,7 @@ Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapsho
                           PrepareImageSnapshot(store, snapshots, image_name, mounted.key,
                                                {{std::string(kLabelMountTarget), MountTarget(dir)}}, options));
   for (const snapshotter::Mount& mount : prepared.mounts) {
-    if (auto status = snapshotter::MountAt(mount, dir); !status) {
+    if (auto status = snapshotter::MountAt(HostMountOf(mount), dir); !status) {
       (void)snapshots.Remove(mounted.key);
       return Fail(status.error());
     }

@@ -32,20 +32,34 @@ struct StoredManifest {
 Result<StoredManifest> ResolveStoredManifest(const store::ContentStore& content, const oci::Descriptor& target,
                                              const oci::Platform& platform);
 
-// Unimplemented ("windows image <name>: <what> not supported yet ...") when `manifest`'s
-// config says os windows: its snapshots are Windows layer dirs (images/unpack.h), which
-// neither overlayfs nor the union of overlay-form layers composes; the Windows union view
-// (fsfilter) will. OK for any other image.
-Status RefuseWindowsImage(const store::ContentStore& content, const StoredManifest& manifest,
-                          const std::string& image_name, std::string_view what);
+enum class Isolation {
+  kProcess,  // the layers composed into one tree on the host (overlayfs or fsfilter)
+  kVm,       // what a VM runtime attaches (Windows images: layer dirs + a scratch VHD)
+};
 
+// Windows images (config os "windows"; their snapshots are Windows layer dirs, see
+// images/unpack.h) mount differently from Linux ones:
+//  - kProcess: read-only only (writable: InvalidArgument), always fsfilter's Windows layer
+//    view (union_mount is ignored): one fuse3.strata-fsfilter mount with options
+//    {"ro", "windows", "lowerdir=<layer dirs, topmost first>"} over a view snapshot.
+//  - kVm: an active snapshot whose dir holds layerchain.json and sandbox.vhd (see
+//    images/windows_container.h), described as one "windows-layer" mount; MountImage
+//    bind-mounts that dir on the target. `writable` does not matter (the scratch disk is
+//    the container's writable layer).
+// Linux images with kVm: Unimplemented (per-layer block images are not built yet).
 struct MountOptions {
   bool writable = false;  // an active snapshot (changes kept in its upper dir) vs a view
   // Kernel overlayfs, or strata's FUSE union view (strata-fsfilter) over the same layers.
   snapshotter::UnionMount union_mount = snapshotter::UnionMount::kKernelOverlay;
   oci::Platform platform = oci::Platform::Host();
   UnpackLimits limits;
+  Isolation isolation = Isolation::kProcess;
+  // kVm, Windows: the sandbox disk's size in bytes (a multiple of 512); 0 = 20 GiB.
+  uint64_t scratch_bytes = 0;
 };
+
+// "process" or "vm"; InvalidArgument naming the text otherwise.
+Result<Isolation> ParseIsolation(std::string_view text);
 
 // An image's snapshot, ready to mount.
 struct PreparedImage {
@@ -56,9 +70,10 @@ struct PreparedImage {
 
 // The manifest of image `image_name` for options.platform, its layers unpacked where no
 // pull did, and snapshot `key` over its top layer — active when options.writable, else a
-// view — labelled `labels` plus kLabelMountImage and kLabelMountManifest. Errors: the
-// image's (NotFound, unpack errors); AlreadyExists when `key` is taken; Unimplemented for a
-// Windows image (RefuseWindowsImage; nothing is unpacked or prepared).
+// view — labelled `labels` plus kLabelMountImage and kLabelMountManifest (Windows images:
+// see MountOptions). Errors: the image's (NotFound, unpack errors); AlreadyExists when `key`
+// is taken; InvalidArgument / Unimplemented for the combinations MountOptions refuses
+// (before anything is unpacked or prepared).
 Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                            const std::string& image_name, const std::string& key,
                                            store::Labels labels, const MountOptions& options);

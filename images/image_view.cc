@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "fsfilter/union_filesystem.h"
+#include "fsfilter/windows_view.h"
 
 namespace strata::images {
 
@@ -73,16 +74,23 @@ Result<std::unique_ptr<ImageView>> ImageView::Open(store::Store& store, snapshot
   STRATA_ASSIGN_OR_RETURN(store::Image image, store.images().Get(image_name));
   std::unique_ptr<ImageView> view(new ImageView());
   STRATA_ASSIGN_OR_RETURN(view->manifest_, ResolveStoredManifest(store.content(), image.target, options.platform));
-  STRATA_RETURN_IF_ERROR(RefuseWindowsImage(store.content(), view->manifest_, image_name, "viewing (ls/cat)"));
+  STRATA_ASSIGN_OR_RETURN(const LayerFormat format,
+                          StoredImageLayerFormat(store.content(), view->manifest_.manifest.config));
   STRATA_ASSIGN_OR_RETURN(std::vector<Digest> chain_ids,
                           UnpackStored(store.content(), snapshots, view->manifest_.manifest, options.limits));
   if (chain_ids.empty()) return Fail(ErrorCode::kFailedPrecondition, "image {} has no layers", image_name);
+  view->layers_ = chain_ids.size();
+  if (format == LayerFormat::kWindows) {
+    STRATA_ASSIGN_OR_RETURN(std::vector<std::filesystem::path> layer_dirs,
+                            ChainLayerDirs(snapshots, chain_ids.back().ToString()));
+    STRATA_ASSIGN_OR_RETURN(view->union_, fsfilter::OpenWindowsLayerView(layer_dirs));
+    return view;
+  }
   fsfilter::LayerChainConfig config;
   for (auto it = chain_ids.rbegin(); it != chain_ids.rend(); ++it) {  // topmost first
     STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots.records().Get(it->ToString()));
     config.lower_dirs.push_back(snapshots.layout().FsDir(record.id));
   }
-  view->layers_ = chain_ids.size();
   STRATA_ASSIGN_OR_RETURN(view->union_, fsfilter::UnionFilesystem::Open(config));
   return view;
 }

@@ -33,8 +33,9 @@ class ImageView {
 
   // The view of image `image_name` for options.platform (options.writable and
   // options.union_mount are ignored). Layers no pull unpacked are unpacked first, as
-  // `strata mount` does. NotFound for an unknown image or platform; Unimplemented for a
-  // Windows image (RefuseWindowsImage).
+  // `strata mount` does. A Windows image shows fsfilter's Windows layer view (its merged
+  // Files/ trees, case-insensitive; fsfilter/windows_view.h). NotFound for an unknown image
+  // or platform.
   static Result<std::unique_ptr<ImageView>> Open(store::Store& store, snapshotter::OverlaySnapshotter& snapshots,
                                                  const std::string& image_name, const MountOptions& options);
   ~ImageView();

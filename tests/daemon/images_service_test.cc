@@ -259,11 +259,11 @@ TEST_F(ImagesServiceTest, BadInputGetsClearErrors) {
   {
     v1::MountImageRequest request;
     request.set_image(ImageName());
-    request.set_isolation(v1::ISOLATION_VM);
+    request.set_isolation(static_cast<v1::Isolation>(7));
     v1::MountImageResponse response;
     grpc::Status status = Call(&v1::Images::Stub::Mount, request, &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
-    EXPECT_EQ(status.error_message(), "vm isolation arrives with issue 9");
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_EQ(status.error_message(), "isolation 7 is unknown");
     request.set_isolation(v1::ISOLATION_PROCESS);
     request.set_target("relative/dir");
     status = Call(&v1::Images::Stub::Mount, request, &response);
@@ -302,7 +302,13 @@ TEST_F(ImagesServiceTest, MountWithoutTargetReturnsMountsHeldByALease) {
   v1::MountImageRequest request;
   request.set_image(ImageName());
   v1::MountImageResponse mounted;
+  // A Linux image has no vm form yet: refused before anything is prepared.
+  request.set_isolation(v1::ISOLATION_VM);
   grpc::Status status = Call(&v1::Images::Stub::Mount, request, &mounted);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
+  EXPECT_NE(status.error_message().find("vm isolation of Linux images"), std::string::npos) << status.error_message();
+  request.set_isolation(v1::ISOLATION_PROCESS);
+  status = Call(&v1::Images::Stub::Mount, request, &mounted);
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_FALSE(mounted.lease().empty());
   EXPECT_EQ(mounted.snapshot(), std::string(images::kLeaseKeyPrefix) + mounted.lease());

@@ -287,6 +287,72 @@ TEST_F(WindowsImageTest, ForeignUrlsOrRegistryFirstIsConfigurable) {
   EXPECT_EQ(RegistryBlobGets(*registry, "win/both", base), 1);
 }
 
+// The user's path for browsing a Windows image from Linux: pull one platform of the index
+// (unpacked into Windows layer dirs), then `strata ls` / `strata cat` with that platform,
+// paths in any case.
+TEST_F(WindowsImageTest, StrataLsAndCatBrowseThePulledWindowsPlatform) {
+  auto registry = StartTrustedRegistry();
+  ASSERT_TRUE(registry);
+  ASSERT_OK(ts::PushStandardWindowsIndex(*registry, "win/servercore", "ltsc"));
+  const std::string reference = registry->host() + "/win/servercore:ltsc";
+  const std::string platform =
+      "windows/amd64:" + WindowsOsVersion(ts::kWindowsServer2022Build, ts::kWindowsServer2022Ubr);
+  CommandRun pull = Strata({"pull", "--platform", platform, reference});
+  ASSERT_EQ(pull.code, 0) << pull.output;
+
+  CommandRun ls = Strata({"ls", "--platform", platform, reference, "windows/SYSTEM32/config"});
+  ASSERT_EQ(ls.code, 0) << ls.output;
+  for (const char* hive : {"DEFAULT", "SAM", "SECURITY", "SOFTWARE", "SYSTEM"}) {
+    EXPECT_NE(ls.output.find(hive), std::string::npos) << hive << " missing from:\n" << ls.output;
+  }
+  CommandRun cat = Strata({"cat", "--platform", platform, reference, "WINDOWS/System32/drivers/ETC/hosts"});
+  ASSERT_EQ(cat.code, 0) << cat.output;
+  EXPECT_EQ(cat.output, "127.0.0.1 localhost\r\n");
+  // The delta's tombstone hides the base's notepad.exe.
+  CommandRun gone = Strata({"cat", "--platform", platform, reference, "Windows/System32/notepad.exe"});
+  EXPECT_NE(gone.code, 0) << gone.output;
+  EXPECT_NE(gone.output.find("notepad.exe"), std::string::npos) << gone.output;
+}
+
+// `strata mount` of a Windows image: the read-only Windows view, or with --isolation vm a
+// container layer dir (layerchain.json + sandbox.vhd); `strata umount` undoes either.
+TEST_F(WindowsImageTest, StrataMountShowsTheViewOrWritesAVmContainerDir) {
+  auto registry = StartTrustedRegistry();
+  ASSERT_TRUE(registry);
+  ASSERT_OK(ts::PushStandardWindowsIndex(*registry, "win/servercore", "ltsc"));
+  const std::string reference = registry->host() + "/win/servercore:ltsc";
+  const std::string platform =
+      "windows/amd64:" + WindowsOsVersion(ts::kWindowsServer2025Build, ts::kWindowsServer2025Ubr);
+  ASSERT_EQ(Strata({"pull", "--platform", platform, reference}).code, 0);
+
+  const std::filesystem::path view = dir_->path() / "view";
+  std::filesystem::create_directories(view);
+  CommandRun mounted = Strata({"mount", "--platform", platform, reference, view.string()});
+  ASSERT_EQ(mounted.code, 0) << mounted.output;
+  const bool hosts_seen = std::filesystem::is_regular_file(view / "windows/system32/DRIVERS/etc/HOSTS");
+  CommandRun unmounted = Strata({"umount", view.string()});
+  EXPECT_TRUE(hosts_seen) << "case-insensitive path through the mounted view";
+  ASSERT_EQ(unmounted.code, 0) << unmounted.output;
+  EXPECT_TRUE(std::filesystem::is_empty(view));
+
+  const std::filesystem::path vm = dir_->path() / "vm";
+  std::filesystem::create_directories(vm);
+  CommandRun made = Strata(
+      {"mount", "--isolation", "vm", "--scratch-size", "64M", "--platform", platform, reference, vm.string()});
+  ASSERT_EQ(made.code, 0) << made.output;
+  EXPECT_NE(made.output.find("layerchain.json over 2 layers"), std::string::npos) << made.output;
+  const auto chain = nlohmann::json::parse(ReadFile(vm / "layerchain.json").value_or("?"), nullptr, false);
+  EXPECT_TRUE(chain.is_array() && chain.size() == 2) << chain.dump();
+  std::error_code ec;
+  EXPECT_EQ(std::filesystem::file_size(vm / "sandbox.vhd", ec), (uint64_t{64} << 20) + 512);
+  ASSERT_EQ(Strata({"umount", vm.string()}).code, 0);
+  EXPECT_TRUE(std::filesystem::is_empty(vm));
+
+  CommandRun rw = Strata({"mount", "--rw", "--platform", platform, reference, view.string()});
+  EXPECT_NE(rw.code, 0);
+  EXPECT_NE(rw.output.find("read-only"), std::string::npos) << rw.output;
+}
+
 TEST_F(WindowsImageTest, StrataCopyAllKeepsTheWindowsIndexAndManifestsByteIdentical) {
   for (ManifestFormat format : {ManifestFormat::kDocker, ManifestFormat::kOci}) {
     SCOPED_TRACE(format == ManifestFormat::kOci ? "oci" : "docker");

@@ -2,14 +2,17 @@
 // as a windowsfilter-style layer dir (layerchain.json naming the parents' dirs), labelled
 // windows, and exports back to the entries of its tar; a Linux image still unpacks in
 // overlay form; invalid base layers and deltas without a usable parent fail naming why and
-// leave no snapshot of the pull; mount, view and commit refuse Windows images clearly.
+// leave no snapshot of the pull; the in-process view and `strata mount` show the Windows
+// layer view (vm isolation: a container dir with a scratch VHD); commit refuses them.
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <ranges>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -25,6 +28,7 @@
 #include "images/pull.h"
 #include "images/unpack.h"
 #include "oci/chain_id.h"
+#include "snapshotter/vhd_footer.h"
 #include "tests/images/unpack_fixture.h"
 #include "tests/support/assertions.h"
 #include "tests/support/compression.h"
@@ -374,23 +378,116 @@ TEST_F(WindowsUnpackTest, DeltaOverAMissingOrForeignParentFailsClearly) {
   EXPECT_EQ(SnapshotNames(strata_).size(), 1u);
 }
 
-TEST_F(WindowsUnpackTest, MountViewAndCommitRefuseWindowsImages) {
+// strata ls/cat: the merged Files/ trees, case-insensitive, delta whiteouts applied,
+// Windows metadata as xattrs.
+TEST_F(WindowsUnpackTest, ViewShowsTheMergedFilesTreeCaseInsensitively) {
   ASSERT_OK_AND_ASSIGN(Layer base, WindowsLayer(test_support::WindowsBaseLayer()));
-  ASSERT_OK_AND_ASSIGN(std::string name, Push("windows/nanoserver", {base}));
+  ASSERT_OK_AND_ASSIGN(Layer delta, WindowsLayer(test_support::WindowsDeltaLayer()));
+  ASSERT_OK_AND_ASSIGN(std::string name, Push("windows/servercore", {base, delta}));
+  ASSERT_OK(PullInto(strata_, name));
+
+  ASSERT_OK_AND_ASSIGN(auto view, ImageView::Open(*strata_.store, *strata_.snapshots, name, {}));
+  EXPECT_EQ(view->layers(), 2u);
+  ASSERT_OK_AND_ASSIGN(auto root, view->List(""));
+  std::vector<std::string> names;
+  for (const auto& entry : root) names.push_back(entry.name);
+  EXPECT_NE(std::find(names.begin(), names.end(), "Windows"), names.end()) << fmt::format("{}", fmt::join(names, " "));
+  for (const char* hidden : {"Files", "Hives", "UtilityVM", "layerchain.json", ".strata"}) {
+    EXPECT_EQ(std::find(names.begin(), names.end(), hidden), names.end()) << hidden << " is not part of C:\\";
+  }
+  // Any case finds it; the stored spelling is what is listed.
+  ASSERT_OK_AND_ASSIGN(auto config, view->Stat("WINDOWS/system32/Config/system", true));
+  EXPECT_TRUE(S_ISREG(config.st.st_mode));
+  EXPECT_EQ(config.name, "system");  // the name as asked; List gives the stored one
+  ASSERT_OK_AND_ASSIGN(auto config_dir, view->List("windows/SYSTEM32/config"));
+  std::vector<std::string> hives;
+  for (const auto& entry : config_dir) hives.push_back(entry.name);
+  EXPECT_NE(std::find(hives.begin(), hives.end(), "SYSTEM"), hives.end()) << fmt::format("{}", fmt::join(hives, " "));
+  // The delta's tombstones hide the base's file and dir.
+  const std::string deleted_file(test_support::kBaseDeletedFile.substr(std::string_view("Files/").size()));
+  const std::string deleted_dir(test_support::kBaseDeletedDir.substr(std::string_view("Files/").size()));
+  EXPECT_EQ(view->Stat(deleted_file, false).error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(view->Stat(deleted_dir, false).error().code(), ErrorCode::kNotFound);
+  // The delta's hard link to a base file reads the base file's content.
+  const std::string link(test_support::kDeltaParentLink.substr(std::string_view("Files/").size()));
+  const std::string target(test_support::kDeltaParentLinkTarget.substr(std::string_view("Files/").size()));
+  std::string via_link, via_target;
+  ASSERT_OK(view->Read(link, [&](std::string_view bytes) { via_link.append(bytes); return Status{}; }));
+  ASSERT_OK(view->Read(target, [&](std::string_view bytes) { via_target.append(bytes); return Status{}; }));
+  EXPECT_EQ(via_link, via_target);
+  EXPECT_FALSE(via_link.empty());
+  // Windows attributes come along as xattrs.
+  ASSERT_OK_AND_ASSIGN(auto xattrs, view->Xattrs("Windows/System32/config/SYSTEM"));
+  EXPECT_TRUE(xattrs.contains("user.windows.fileattr")) << fmt::format("{}", fmt::join(std::views::keys(xattrs), " "));
+}
+
+// strata mount: process isolation is fsfilter's read-only Windows view; vm isolation makes
+// the container's layer dir (layerchain.json + sandbox.vhd); --rw is refused; commit of a
+// container over a Windows chain is refused rather than exported as an overlay diff.
+TEST_F(WindowsUnpackTest, MountsTheWindowsViewOrAContainerDirForAVm) {
+  const fs::path bin_dir = fs::path(STRATA_BIN_DIR);
+  if (!fs::exists(bin_dir / "strata-fsfilter")) GTEST_SKIP() << "strata-fsfilter is not built in " << bin_dir;
+  const std::string path = bin_dir.string() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  ::setenv("PATH", path.c_str(), 1);  // MountAt finds the FUSE program in PATH
+
+  ASSERT_OK_AND_ASSIGN(Layer base, WindowsLayer(test_support::WindowsBaseLayer()));
+  ASSERT_OK_AND_ASSIGN(Layer delta, WindowsLayer(test_support::WindowsDeltaLayer()));
+  ASSERT_OK_AND_ASSIGN(std::string name, Push("windows/nanoserver", {base, delta}));
   ASSERT_OK_AND_ASSIGN(PullResult pulled, PullInto(strata_, name));
   const std::vector<std::string> before = SnapshotNames(strata_);
 
-  MountGuard guard;
-  auto mounted = MountAt(strata_, guard, name, "mnt");
-  ASSERT_FALSE(mounted) << "a Windows image was mounted";
-  EXPECT_EQ(mounted.error().code(), ErrorCode::kUnimplemented);
-  EXPECT_NE(mounted.error().message().find("windows image " + name + ": mount with overlay not supported yet"),
-            std::string::npos)
-      << mounted.error().ToString();
-  auto view = ImageView::Open(*strata_.store, *strata_.snapshots, name, {});
-  ASSERT_FALSE(view);
-  EXPECT_EQ(view.error().code(), ErrorCode::kUnimplemented) << view.error().ToString();
+  MountGuard unused;
+  auto writable = MountAt(strata_, unused, name, "rw", /*writable=*/true);
+  ASSERT_FALSE(writable) << "a Windows image was mounted read-write";
+  EXPECT_EQ(writable.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(writable.error().message().find("read-only"), std::string::npos) << writable.error().ToString();
   EXPECT_EQ(SnapshotNames(strata_), before) << "a refused mount prepares nothing";
+
+  {
+    MountGuard guard;
+    ASSERT_OK_AND_ASSIGN(MountedImage mounted, MountAt(strata_, guard, name, "view"));
+    ASSERT_EQ(mounted.mounts.size(), 1u);
+    EXPECT_EQ(mounted.mounts[0].type, "fuse3.strata-fsfilter");
+    const fs::path mnt = root_->path() / "view";
+    EXPECT_TRUE(fs::is_regular_file(mnt / "windows/system32/CONFIG/Software"));
+    EXPECT_FALSE(fs::exists(mnt / "Files"));
+    EXPECT_FALSE(fs::exists(mnt / test_support::kBaseDeletedFile.substr(std::string_view("Files/").size())));
+    char value[64] = {};
+    const std::string system = (mnt / "Windows/System32/config/SYSTEM").string();
+    EXPECT_GT(::getxattr(system.c_str(), "user.windows.fileattr", value, sizeof value), 0) << std::strerror(errno);
+    // Read-only.
+    EXPECT_FALSE(std::ofstream(mnt / "new.txt").good());
+  }
+
+  {
+    MountGuard guard;
+    const fs::path target = root_->path() / "vm";
+    fs::create_directories(target);
+    MountOptions options{.isolation = Isolation::kVm, .scratch_bytes = uint64_t{1} << 30};
+    ASSERT_OK_AND_ASSIGN(MountedImage mounted, MountImage(*strata_.store, *strata_.snapshots, name, target, options));
+    guard.snapshots = strata_.snapshots.get();
+    guard.dir = target;
+    ASSERT_EQ(mounted.mounts.size(), 1u);
+    EXPECT_EQ(mounted.mounts[0].type, "windows-layer");
+    // The container dir: layerchain.json names the image's layer dirs, nearest first.
+    const nlohmann::json chain = nlohmann::json::parse(Slurp(target / "layerchain.json"), nullptr, false);
+    ASSERT_TRUE(chain.is_array()) << chain.dump();
+    EXPECT_EQ(chain.get<std::vector<std::string>>(),
+              (std::vector<std::string>{LayerDir(pulled.chain_ids[1]).string(), LayerDir(pulled.chain_ids[0]).string()}));
+    EXPECT_EQ(mounted.mounts[0].options,
+              (std::vector<std::string>{"rw", "parentLayerPaths=" + chain.dump()}));
+    ASSERT_OK_AND_ASSIGN(snapshotter::VhdFooter footer, snapshotter::ReadVhdFooter(target / "sandbox.vhd"));
+    EXPECT_EQ(footer.data_size, uint64_t{1} << 30);
+    // The dir is the container snapshot's: writable, and gone with umount.
+    EXPECT_TRUE(std::ofstream(target / "scratch-note").good());
+  }
+  EXPECT_EQ(SnapshotNames(strata_), before) << "umount removes the container snapshots";
+
+  auto bad_scratch = MountImage(*strata_.store, *strata_.snapshots, name, root_->path(),
+                                {.isolation = Isolation::kVm, .scratch_bytes = 1000});
+  ASSERT_FALSE(bad_scratch);
+  EXPECT_NE(bad_scratch.error().message().find("multiple of 512"), std::string::npos) << bad_scratch.error().ToString();
+  EXPECT_EQ(SnapshotNames(strata_), before) << "a failed vm mount leaves no container snapshot";
 
   // A container snapshot over the Windows chain (as a containerd client could make one):
   // its changes are not exported as an overlay diff.
