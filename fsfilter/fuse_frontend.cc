@@ -293,12 +293,18 @@ void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   Node* node = ToNode(req, ino);
   const int flags = AdjustOpenFlags(ctx, fi->flags);
   const bool copies_up = UnionFilesystem::WantsWrite(flags) && ctx.fs->view().LayerOf(node) != 0;
+  const uint64_t ino_before = node->ino;
   SysResult<UniqueFd> fd = ctx.fs->Open(node, flags);
   if (!fd) {
     fuse_reply_err(req, fd.error());
     return;
   }
-  if (copies_up) InvalidateAttrs(ctx, node);
+  // A copy-up keeps the attributes the kernel has cached (data, mode, owner, times, inode
+  // number) unless it split a lower hard-link group, which changes the inode number and
+  // link count: only then is the kernel's copy dropped (saves a GETATTR per copy-up).
+  if (copies_up && node->ino != ino_before) {
+    InvalidateAttrs(ctx, node);
+  }
   ReplyOpen(req, node, std::move(*fd), UnionFilesystem::WantsWrite(flags) ? 0 : ctx.fs->view().LayerOf(node), fi,
             nullptr);
 }

@@ -19,7 +19,7 @@ namespace strata::fsfilter {
 struct Node {
   Node* parent = nullptr;  // null only for the root
   std::string name;        // on-disk name in its topmost layer
-  uint64_t ino = 0;        // reported st_ino; fixed for the node's life (kept across copy-up)
+  uint64_t ino = 0;        // reported st_ino; kept across copy-up unless it splits a lower hard-link group
   mode_t type = 0;         // S_IFMT bits
   int layer = 0;           // topmost layer holding the entry (0 = upper when writable)
   int last_layer = 0;      // directories: lowest layer merged in (== layer when not merged)
