@@ -17,8 +17,30 @@
 #include <gtest/gtest.h>
 
 #include "base/file.h"
+#include "fsfilter/union_filesystem.h"
 
 namespace strata::fsfilter::testing {
+
+// Walks "a/b/c" from the root of `fs`. The lookup references are left to the view.
+inline SysResult<Entry> ResolvePath(UnionFilesystem& fs, const std::string& path) {
+  Entry entry{fs.root(), {}};
+  FS_ASSIGN_OR_RETURN(entry.attr, fs.view().GetAttr(entry.node));
+  size_t start = 0;
+  while (start < path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    FS_ASSIGN_OR_RETURN(entry, fs.view().Lookup(entry.node, path.substr(start, end - start)));
+    start = end + 1;
+  }
+  return entry;
+}
+
+// The node at `path`, or nullptr with a test failure naming the path and errno.
+inline Node* NodeAtPath(UnionFilesystem& fs, const std::string& path) {
+  SysResult<Entry> entry = ResolvePath(fs, path);
+  EXPECT_TRUE(entry.has_value()) << path << ": " << std::strerror(entry.error());
+  return entry ? entry->node : nullptr;
+}
 
 inline void WriteText(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::create_directories(path.parent_path());

@@ -55,25 +55,8 @@ class UnionEngineTest : public ::testing::Test {
     fs_ = std::move(*fs);
   }
 
-  // Walks "a/b/c" from the root. The lookup references are left to the view.
-  SysResult<Entry> Resolve(const std::string& path) {
-    Entry entry{fs_->root(), {}};
-    FS_ASSIGN_OR_RETURN(entry.attr, fs_->view().GetAttr(entry.node));
-    size_t start = 0;
-    while (start < path.size()) {
-      size_t end = path.find('/', start);
-      if (end == std::string::npos) end = path.size();
-      FS_ASSIGN_OR_RETURN(entry, fs_->view().Lookup(entry.node, path.substr(start, end - start)));
-      start = end + 1;
-    }
-    return entry;
-  }
-
-  Node* NodeAt(const std::string& path) {
-    SysResult<Entry> entry = Resolve(path);
-    EXPECT_TRUE(entry.has_value()) << path << ": " << std::strerror(entry.error());
-    return entry ? entry->node : nullptr;
-  }
+  SysResult<Entry> Resolve(const std::string& path) { return testing::ResolvePath(*fs_, path); }
+  Node* NodeAt(const std::string& path) { return testing::NodeAtPath(*fs_, path); }
 
   std::set<std::string> Names(const std::string& dir) {
     std::set<std::string> names;

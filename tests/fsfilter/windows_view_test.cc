@@ -23,6 +23,7 @@
 #include "base/io.h"
 #include "base/mounts.h"
 #include "fsfilter/mount_options.h"
+#include "tests/fsfilter/fsfilter_mount.h"
 #include "tests/fsfilter/layer_fixture.h"
 #include "tests/support/assertions.h"
 #include "tests/support/process.h"
@@ -118,24 +119,8 @@ class WindowsViewTest : public ::testing::Test {
     ASSERT_FALSE(fs_->writable());
   }
 
-  SysResult<Entry> Resolve(const std::string& path) {
-    Entry entry{fs_->root(), {}};
-    FS_ASSIGN_OR_RETURN(entry.attr, fs_->view().GetAttr(entry.node));
-    size_t start = 0;
-    while (start < path.size()) {
-      size_t end = path.find('/', start);
-      if (end == std::string::npos) end = path.size();
-      FS_ASSIGN_OR_RETURN(entry, fs_->view().Lookup(entry.node, path.substr(start, end - start)));
-      start = end + 1;
-    }
-    return entry;
-  }
-
-  Node* NodeAt(const std::string& path) {
-    SysResult<Entry> entry = Resolve(path);
-    EXPECT_TRUE(entry.has_value()) << path << ": " << std::strerror(entry.error());
-    return entry ? entry->node : nullptr;
-  }
+  SysResult<Entry> Resolve(const std::string& path) { return testing::ResolvePath(*fs_, path); }
+  Node* NodeAt(const std::string& path) { return testing::NodeAtPath(*fs_, path); }
 
   // The listing without "." and ".."; fails on a name listed twice or a folded duplicate.
   std::set<std::string> Names(const std::string& dir) {
@@ -341,41 +326,8 @@ TEST(WindowsCommandLineTest, WindowsOptionIsReadOnly) {
 
 // ---- Through a real mount ----
 
-constexpr long kFuseSuperMagic = 0x65735546;
-
-bool IsFuseMount(const fs::path& path) {
-  struct statfs st{};
-  return ::statfs(path.c_str(), &st) == 0 && st.f_type == kFuseSuperMagic;
-}
-
-// Runs `strata-fsfilter -f ARGS` and unmounts/reaps it on destruction, even on failure.
-class Mounted {
- public:
-  void Start(const std::vector<std::string>& args, const fs::path& mnt, const fs::path& log) {
-    mnt_ = mnt;
-    test_support::ChildOptions options;
-    options.argv = {STRATA_FSFILTER_BIN, "-f"};
-    options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.log_path = log;
-    auto child = test_support::Child::Start(options);
-    ASSERT_TRUE(child.has_value()) << child.error().ToString();
-    child_ = std::move(*child);
-    for (auto deadline = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < deadline;) {
-      if (IsFuseMount(mnt)) return;
-      ASSERT_TRUE(child_.Running()) << "strata-fsfilter exited: " << child_.LogTail();
-      std::this_thread::sleep_for(20ms);
-    }
-    FAIL() << "not mounted after 10s: " << child_.LogTail();
-  }
-  ~Mounted() {
-    if (!mnt_.empty() && IsFuseMount(mnt_) && ::umount2(mnt_.c_str(), 0) != 0) ::umount2(mnt_.c_str(), MNT_DETACH);
-    if (child_.pid() > 0 && child_.Running() && !child_.Wait(5s)) child_.Stop();
-  }
-
- private:
-  fs::path mnt_;
-  test_support::Child child_;
-};
+using testing::FsfilterMount;
+using testing::IsFuseMount;
 
 std::optional<std::string> MountXattr(const fs::path& path, const std::string& name) {
   std::string value(1 << 16, '\0');
@@ -390,7 +342,7 @@ TEST_F(WindowsViewTest, MountedWithWindowsOption) {
   ASSERT_OK_AND_ASSIGN(TempDir scratch, TempDir::Create("strata-windows-mount-test"));
   const fs::path mnt = scratch.path() / "mnt";
   fs::create_directories(mnt);
-  Mounted mount;
+  FsfilterMount mount;
   mount.Start({"-o", "windows,lowerdir=" + layers().upcase().string() + ":" + layers().delta().string() + ":" +
                          layers().base().string(),
                mnt.string()},
