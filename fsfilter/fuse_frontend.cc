@@ -9,7 +9,11 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
+
+#include "base/log.h"
+#include "fsfilter/fuse_passthrough.h"
 
 namespace strata::fsfilter {
 
@@ -24,6 +28,50 @@ struct OpenFile {
   std::atomic<int> layer{0};
   std::mutex mutex;
   std::vector<UniqueFd> fds;
+  bool counted = false;  // counted by PassthroughNodes (released there)
+};
+
+// The kernel wants all concurrent opens of an inode in one mode — passthrough, all on the
+// same backing file, or through the server — so the mode is chosen per node and kept while
+// any handle of the node is open: the first open picks it, later ones follow.
+class PassthroughNodes {
+ public:
+  enum class Use { kPassthrough, kServer, kConflict };
+  // For an open of `node` on `fd` (a file of `layer`): kPassthrough with the shared backing
+  // id in *backing_id, kServer, or kConflict when the node's open handles pass through to
+  // another layer's file (a lower file copied up since) so this open could go neither way.
+  // `may_pass_through` false makes a first open choose the server.
+  Use Acquire(FusePassthrough& passthrough, Node* node, int fd, int layer, bool may_pass_through, int* backing_id) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(node);
+    if (it != nodes_.end()) {
+      if (it->second.backing_id > 0 && it->second.layer != layer) return Use::kConflict;
+      ++it->second.opens;
+      *backing_id = it->second.backing_id;
+      return it->second.backing_id > 0 ? Use::kPassthrough : Use::kServer;
+    }
+    const int id = may_pass_through ? passthrough.OpenBacking(fd) : 0;
+    nodes_.emplace(node, Entry{.backing_id = id, .layer = layer, .opens = 1});
+    *backing_id = id;
+    return id > 0 ? Use::kPassthrough : Use::kServer;
+  }
+  // One handle Acquire counted is gone (released, or its open reply failed).
+  void Release(FusePassthrough& passthrough, Node* node) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || --it->second.opens > 0) return;
+    if (it->second.backing_id > 0) passthrough.CloseBacking(it->second.backing_id);
+    nodes_.erase(it);
+  }
+
+ private:
+  struct Entry {
+    int backing_id;  // 0: through the server
+    int layer;
+    int opens;
+  };
+  std::mutex mutex_;
+  std::unordered_map<Node*, Entry> nodes_;
 };
 
 // Per-open-directory state: the merged listing, built at offset 0; offsets are indices.
@@ -40,7 +88,19 @@ struct Context {
   double timeout = 86400;
   bool writeback = true;
   bool splice = true;
+  FusePassthrough passthrough;
+  PassthroughNodes passthrough_nodes;
+  bool passthrough_lower = false;  // passthrough=all: lower files of a writable view too
 };
+
+// The session's custom I/O (installed for passthrough): libfuse hands it the session's
+// userdata, our Context.
+ssize_t PassthroughRead(int fd, void* buf, size_t size, void* userdata) {
+  return static_cast<Context*>(userdata)->passthrough.Read(fd, buf, size);
+}
+ssize_t PassthroughWritev(int fd, struct iovec* iov, int count, void* userdata) {
+  return static_cast<Context*>(userdata)->passthrough.Writev(fd, iov, count);
+}
 
 Context& Ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 
@@ -279,13 +339,40 @@ void ReplyOpen(fuse_req_t req, Node* node, UniqueFd fd, int layer, fuse_file_inf
   fi->keep_cache = (fi->flags & O_TRUNC) ? 0 : 1;
   fi->direct_io = 0;
   Context& ctx = Ctx(req);
-  if (created != nullptr) {
-    fuse_entry_param e = EntryParam(ctx, *created);
-    if (fuse_reply_create(req, &e, fi) != 0) ctx.fs->view().Forget(node, 1);
-    else file.release();
-    return;
+  // Reads and writes of this open go to the file in the kernel when passthrough is on.
+  int backing_id = 0;
+  if (ctx.passthrough.enabled()) {
+    // A lower file of a writable view goes through the server unless passthrough=all: a
+    // later copy-up must not find its readers pinned to the lower file.
+    const bool may_pass_through = layer == 0 || !ctx.fs->writable() || ctx.passthrough_lower;
+    switch (ctx.passthrough_nodes.Acquire(ctx.passthrough, node, file->fd.load(), layer, may_pass_through,
+                                          &backing_id)) {
+      case PassthroughNodes::Use::kPassthrough:
+      case PassthroughNodes::Use::kServer: file->counted = true; break;
+      case PassthroughNodes::Use::kConflict:
+        // Handles opened before a copy-up still read the lower file; the kernel cannot give
+        // this open the upper one beside them. Like writing a busy executable.
+        if (created != nullptr) ctx.fs->view().Forget(node, 1);
+        fuse_reply_err(req, ETXTBSY);
+        return;
+    }
   }
-  if (fuse_reply_open(req, fi) == 0) file.release();
+  int replied;
+  {
+    FusePassthrough::ReplyScope scope(backing_id);
+    if (created != nullptr) {
+      fuse_entry_param e = EntryParam(ctx, *created);
+      replied = fuse_reply_create(req, &e, fi);
+      if (replied != 0) ctx.fs->view().Forget(node, 1);
+    } else {
+      replied = fuse_reply_open(req, fi);
+    }
+  }
+  if (replied == 0) {
+    file.release();
+  } else if (file->counted) {
+    ctx.passthrough_nodes.Release(ctx.passthrough, node);  // no RELEASE will come
+  }
 }
 
 void OnOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -343,7 +430,12 @@ void OnWriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off, fuse_fil
 }
 
 void OnRelease(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete FileOf(fi);
+  OpenFile* file = FileOf(fi);
+  if (file->counted) {
+    Context& ctx = Ctx(req);
+    ctx.passthrough_nodes.Release(ctx.passthrough, file->node);
+  }
+  delete file;
   fuse_reply_err(req, 0);
 }
 
@@ -557,6 +649,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(UnionFilesystem& fs, const
   state->context.timeout = options.timeout_seconds;
   state->context.writeback = options.writeback_cache;
   state->context.splice = options.splice;
+  state->context.passthrough_lower = options.passthrough == FusePassthroughMode::kAll;
   state->options = options;
 
   std::string mount_options = "fsname=" + options.fsname + ",subtype=strata-fsfilter";
@@ -585,6 +678,14 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(UnionFilesystem& fs, const
     return Fail(ErrorCode::kFailedPrecondition, "cannot mount on \"{}\" (see the message above)",
                 options.mountpoint.string());
   server->state_->mounted = true;
+  if (options.passthrough != FusePassthroughMode::kOff && ::geteuid() == 0) {
+    // Under libfuse, on the mounted session's fd: see fuse_passthrough.h.
+    const fuse_custom_io io{.writev = PassthroughWritev, .read = PassthroughRead, .splice_receive = nullptr,
+                            .splice_send = nullptr};
+    if (fuse_session_custom_io(server->state_->session, &io, fuse_session_fd(server->state_->session)) != 0) {
+      spdlog::debug("FUSE passthrough: libfuse refused the custom I/O; files go through the server");
+    }
+  }
   return server;
 }
 

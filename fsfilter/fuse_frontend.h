@@ -1,6 +1,7 @@
 // The FUSE front end: serves a UnionFilesystem through libfuse3's low-level API with a
 // multithreaded loop (clone_fd), long entry/attr timeouts (the view is exclusive: nothing
-// else changes the layers while mounted), writeback cache, splice and readdirplus.
+// else changes the layers while mounted), writeback cache, splice and readdirplus, and kernel
+// FUSE passthrough for open files where the kernel allows it.
 #pragma once
 
 #include <filesystem>
@@ -13,6 +14,16 @@
 
 namespace strata::fsfilter {
 
+enum class FusePassthroughMode {
+  kOff,
+  // Files of the upper layer, and every file of a read-only view. Lower files of a writable
+  // view go through the server, so a copy-up never meets readers pinned to the lower file.
+  kOn,
+  // Lower files of a writable view too. A write-open that must copy up a file whose lower
+  // copy is open elsewhere then fails with ETXTBSY (kernel overlayfs would allow it).
+  kAll,
+};
+
 struct FuseMountOptions {
   std::filesystem::path mountpoint;
   std::string fsname = "strata-fsfilter";  // the "source" column of /proc/mounts
@@ -23,6 +34,10 @@ struct FuseMountOptions {
   bool writeback_cache = true;
   bool splice = true;                      // splice read/write between /dev/fuse and files
   bool clone_fd = true;                    // one /dev/fuse fd per worker thread
+  // Kernel FUSE passthrough (fuse_passthrough.h) when the kernel offers it and we run as
+  // root: reads and writes of open files bypass this process; the writeback cache is then
+  // off. See FusePassthroughMode.
+  FusePassthroughMode passthrough = FusePassthroughMode::kOn;
   unsigned max_threads = 16;
   double timeout_seconds = 86400;          // entry and attribute cache lifetime
   // Mount flags forwarded to the kernel mount (nosuid, nodev, noexec, noatime, ...). When

@@ -103,6 +103,16 @@ Status ApplyOption(const std::string& option, CommandLine& line) {
     line.foreground = true;
   } else if (key == "writeback") {
     line.mount.writeback_cache = value != "0" && value != "false";
+  } else if (key == "passthrough") {
+    if (value == "0" || value == "false" || value == "off") {
+      line.mount.passthrough = FusePassthroughMode::kOff;
+    } else if (value == "all") {
+      line.mount.passthrough = FusePassthroughMode::kAll;
+    } else if (value.empty() || value == "1" || value == "true" || value == "on") {
+      line.mount.passthrough = FusePassthroughMode::kOn;
+    } else {
+      return Fail(ErrorCode::kInvalidArgument, "passthrough=\"{}\": use 0, 1 or all", value);
+    }
   } else if (key == "splice") {
     line.mount.splice = value != "0" && value != "false";
   } else if (key == "clone_fd") {
@@ -194,6 +204,10 @@ std::string UsageText() {
          "  allow_other        let other users in (turns on default_permissions)\n"
          "  default_permissions, ro, nosuid, nodev, noexec, noatime, ...\n"
          "  writeback=0        disable the kernel writeback cache\n"
+         "  passthrough=0|1|all  kernel FUSE passthrough (as root on Linux 6.9+): reads and writes of\n"
+         "                     open files bypass the daemon, the writeback cache is then off. 1 (default):\n"
+         "                     upper-layer files and read-only views; all: lower files of writable views\n"
+         "                     too (a write needing copy-up while the lower file is open: ETXTBSY); 0: off\n"
          "  threads=N          worker threads (default 16)\n"
          "  -f                 stay in the foreground;  -d  foreground with FUSE request tracing\n"
          "Accepted and ignored for fuse-overlayfs compatibility: rw, threaded=, fsync=, static_nlink,\n"

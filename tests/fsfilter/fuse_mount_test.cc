@@ -2,6 +2,7 @@
 // leave (compared with kernel overlayfs on the same operations), the read-only and
 // mount.fuse3 forms, and daemonisation. Needs root and /dev/fuse; skips otherwise.
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -155,6 +156,60 @@ TEST_F(FuseMountTest, UpperMatchesKernelOverlayfs) {
             GetXattr(kernel_dirs.upper() / "dir", "trusted.overlay.opaque"));
   EXPECT_EQ(GetXattr(dirs_.upper() / "fresh", "trusted.overlay.opaque"),
             GetXattr(kernel_dirs.upper() / "fresh", "trusted.overlay.opaque"));
+}
+
+// Kernel FUSE passthrough (on by default as root where the kernel has it): files read and
+// written straight by the kernel must show the same bytes as through the server, and a
+// handle opened on a lower file before a copy-up sees what is written after it (lower files
+// of a writable view go through the server unless passthrough=all, which refuses that
+// write-open with ETXTBSY instead).
+TEST_F(FuseMountTest, PassthroughModesKeepContentAndCopyUpSemantics) {
+  std::string big(3 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  for (const std::string mode : {"1", "all", "0"}) {
+    SCOPED_TRACE("passthrough=" + mode);
+    LayerDirs dirs;
+    WriteText(dirs.l2() / "big", big);
+    WriteText(dirs.l2() / "log", "one\n");
+    FsfilterMount mount;
+    ASSERT_NO_FATAL_FAILURE(mount.Start({"-o",
+                                         "lowerdir=" + dirs.l1().string() + ":" + dirs.l2().string() +
+                                             ",upperdir=" + dirs.upper().string() + ",workdir=" +
+                                             dirs.work().string() + ",passthrough=" + mode,
+                                         dirs.mnt().string()},
+                                        dirs.mnt(), dirs.root() / "fsfilter.log"));
+    EXPECT_TRUE(ReadText(dirs.mnt() / "big") == big);
+    // A new upper file: written and read back (through mmap too).
+    WriteText(dirs.mnt() / "fresh", big.substr(0, 100000));
+    EXPECT_TRUE(ReadText(dirs.mnt() / "fresh") == big.substr(0, 100000));
+    {
+      const int fd = ::open((dirs.mnt() / "fresh").c_str(), O_RDONLY);
+      ASSERT_GE(fd, 0) << std::strerror(errno);
+      void* map = ::mmap(nullptr, 100000, PROT_READ, MAP_SHARED, fd, 0);
+      ASSERT_NE(map, MAP_FAILED) << std::strerror(errno);
+      EXPECT_EQ(std::string_view(static_cast<const char*>(map), 100000), big.substr(0, 100000));
+      ::munmap(map, 100000);
+      ::close(fd);
+    }
+    // A reader of the lower file, then a writer that copies it up.
+    const int reader = ::open((dirs.mnt() / "log").c_str(), O_RDONLY);
+    ASSERT_GE(reader, 0) << std::strerror(errno);
+    const int writer = ::open((dirs.mnt() / "log").c_str(), O_WRONLY | O_APPEND);
+    if (mode == "all") {
+      EXPECT_EQ(writer, -1);
+      EXPECT_EQ(errno, ETXTBSY);
+    } else {
+      ASSERT_GE(writer, 0) << std::strerror(errno);
+      EXPECT_EQ(::write(writer, "two\n", 4), 4);
+      ::close(writer);
+      char buffer[16] = {};
+      EXPECT_EQ(::pread(reader, buffer, sizeof buffer, 0), 8);
+      EXPECT_EQ(std::string(buffer), "one\ntwo\n") << "the reader sees the write made after copy-up";
+    }
+    ::close(reader);
+    EXPECT_EQ(mount.Stop(), 0);
+    EXPECT_TRUE(ReadText(dirs.upper() / "fresh") == big.substr(0, 100000));
+  }
 }
 
 TEST_F(FuseMountTest, ReadOnlyViewInTheMountHelperForm) {
