@@ -13,6 +13,7 @@
 #include "cli/format.h"
 #include "images/commit.h"
 #include "images/image_mount.h"
+#include "images/windows_container.h"
 #include "oci/platform.h"
 #include "store/store.h"
 
@@ -37,7 +38,7 @@ struct MountArgs {
 };
 
 void PrintMounted(const MountArgs& args, const GlobalOptions& global, const std::string& name,
-                  const std::string& manifest, const std::string& key, size_t layers) {
+                  const std::string& manifest, const std::string& key, size_t layers, bool windows) {
   if (global.json) {
     json out = {{"image", name},
                 {"manifest", manifest},
@@ -49,9 +50,15 @@ void PrintMounted(const MountArgs& args, const GlobalOptions& global, const std:
     fmt::print("{}\n", out.dump());
     return;
   }
-  if (args.isolation == "vm") {
+  if (args.isolation == "vm" && windows) {
     fmt::print("{}: container layer dir for a VM runtime on {} (layerchain.json over {} layers, sandbox.vhd)\n", name,
                args.dir, layers);
+    return;
+  }
+  if (args.isolation == "vm") {
+    fmt::print("{} mounted {} on {} as a VM would see it ({} erofs layer images{})\n", name,
+               args.writable ? "read-write" : "read-only", args.dir, layers,
+               args.writable ? " + scratch ext4 disk" : "");
     return;
   }
   fmt::print("{} mounted {} on {} ({} layers)\n", name, args.writable ? "read-write" : "read-only", args.dir, layers);
@@ -78,13 +85,15 @@ void RunMount(const MountArgs& args, const GlobalOptions& global) {
     request.set_platform(args.platform);
     request.set_driver(args.driver);
     auto mounted = OrDie(client->Mount(request));
-    return PrintMounted(args, global, name, mounted.manifest().digest(), mounted.snapshot(), mounted.layers());
+    const bool windows = mounted.mounts_size() > 0 && mounted.mounts(0).type() == images::kWindowsLayerMountType;
+    return PrintMounted(args, global, name, mounted.manifest().digest(), mounted.snapshot(), mounted.layers(), windows);
   }
   auto store = OpenStoreOrDie(global);
   auto snapshotter = OpenSnapshotterOrDie(*store);
   auto mounted = OrDie(images::MountImage(*store, *snapshotter, name, args.dir, options));
+  const bool windows = !mounted.mounts.empty() && mounted.mounts.front().type == images::kWindowsLayerMountType;
   PrintMounted(args, global, name, mounted.manifest.descriptor.digest.ToString(), mounted.key,
-               mounted.chain_ids.size());
+               mounted.chain_ids.size(), windows);
 }
 
 void RunCommit(const MountArgs& args, const GlobalOptions& global) {
@@ -136,11 +145,14 @@ void AddMountCommands(CLI::App& app, const GlobalOptions& options) {
                     "view, strata-fsfilter)")
       ->capture_default_str();
   mount->add_option("--isolation", args->isolation,
-                    "process: the merged root filesystem on DIR; vm (Windows images): DIR gets the container's "
-                    "layer dir for a VM runtime, layerchain.json (the image's layer dirs) and sandbox.vhd")
+                    "process: the merged root filesystem on DIR; vm: as a VM runtime gets it — Linux images: "
+                    "each layer as a read-only EROFS image (layer.erofs, built once) loop-mounted, with --rw a "
+                    "sparse ext4 scratch disk for the changes, composed by overlayfs on DIR; Windows images: DIR "
+                    "gets the container's layer dir, layerchain.json (the image's layer dirs) and sandbox.vhd")
       ->capture_default_str();
   mount->add_option("--scratch-size", args->scratch_size,
-                    "--isolation vm: size of the sparse sandbox.vhd scratch disk (e.g. 20G)")
+                    "--isolation vm: size of the sparse scratch disk (Windows sandbox.vhd; Linux with --rw, "
+                    "scratch.img ext4) (e.g. 20G)")
       ->capture_default_str();
   mount->callback([args, &options] { RunMount(*args, options); });
 

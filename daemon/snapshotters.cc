@@ -6,7 +6,8 @@
 namespace strata::daemon {
 
 snapshotter::UnionMount UnionMountOf(const PersonalitySpec& spec) {
-  return spec.driver == "fsfilter" ? snapshotter::UnionMount::kFsfilter : snapshotter::UnionMount::kKernelOverlay;
+  auto parsed = snapshotter::ParseUnionMount(spec.driver);
+  return parsed ? *parsed : snapshotter::UnionMount::kKernelOverlay;
 }
 
 Result<PersonalitySpec> ParsePersonalitySpec(const std::string& text) {
@@ -23,7 +24,7 @@ Result<PersonalitySpec> ParsePersonalitySpec(const std::string& text) {
   }
   if (auto known = snapshotter::ParseUnionMount(spec.driver); !known || spec.driver.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "snapshotter {}: {}", spec.name,
-                known ? "empty driver (drivers: overlay, fsfilter)" : known.error().message());
+                known ? "empty driver (drivers: overlay, fsfilter, vm)" : known.error().message());
   }
   return spec;
 }

@@ -20,8 +20,10 @@
 namespace strata::daemon {
 
 // "NAME" or "NAME=DRIVER" as `strata serve --snapshotter` takes it. Drivers: "overlay"
-// (kernel overlayfs mounts; the default) and "fsfilter" (the same snapshots, composed by
-// strata's FUSE union view: fuse3.strata-fsfilter mounts).
+// (kernel overlayfs mounts; the default), "fsfilter" (the same snapshots, composed by
+// strata's FUSE union view: fuse3.strata-fsfilter mounts) and "vm" (for VM runtimes: each
+// layer as a read-only EROFS image, a scratch ext4 disk per container, composed by the
+// guest's overlayfs; snapshotter/vm_layout.h).
 struct PersonalitySpec {
   std::string name;
   std::string driver = "overlay";

@@ -6,6 +6,8 @@
 #include "oci/media_types.h"
 #include "images/windows_container.h"
 #include "snapshotter/mount.h"
+#include "snapshotter/scratch_disk.h"
+#include "snapshotter/vm_layout.h"
 
 namespace strata::images {
 
@@ -63,6 +65,44 @@ Result<std::vector<snapshotter::Mount>> PrepareWindowsSnapshot(snapshotter::Over
   return std::vector<snapshotter::Mount>{std::move(*container)};
 }
 
+// The snapshot `key` over a Linux image's chain `parent` for a VM runtime: an active one with
+// a scratch disk (writable) or a view, and their vm mounts (snapshotter/vm_layout.h).
+Result<std::vector<snapshotter::Mount>> PrepareLinuxVmSnapshot(snapshotter::OverlaySnapshotter& snapshots,
+                                                               const std::string& image_name, const std::string& key,
+                                                               const std::string& parent, const store::Labels& labels,
+                                                               const MountOptions& options) {
+  uint64_t scratch_bytes = options.scratch_bytes;
+  if (scratch_bytes == 0) {
+    STRATA_ASSIGN_OR_RETURN(scratch_bytes, snapshotter::ScratchBytesFromLabels(labels));
+  }
+  if (options.writable) {
+    STRATA_RETURN_IF_ERROR(snapshots.Prepare(key, parent, labels));
+  } else {
+    STRATA_RETURN_IF_ERROR(snapshots.View(key, parent, labels));
+  }
+  auto mounts = [&]() -> Result<std::vector<snapshotter::Mount>> {
+    STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots.records().Get(key));
+    if (options.writable) STRATA_RETURN_IF_ERROR(snapshotter::PrepareVmScratch(snapshots.layout(), record, scratch_bytes));
+    return snapshotter::VmMountsFor(snapshots.layout(), snapshots.records(), record);
+  }();
+  if (!mounts) {
+    (void)snapshots.Remove(key);
+    (void)snapshots.Cleanup();
+    return Fail(mounts.error().WithContext(fmt::format("image {}: vm mounts", image_name)));
+  }
+  return mounts;
+}
+
+bool IsLinuxVm(const MountOptions& options) {
+  return options.isolation == Isolation::kVm || options.union_mount == snapshotter::UnionMount::kVm;
+}
+
+// Where the host composition of snapshot `key` mounts its layer and scratch disks.
+Result<fs::path> VmStagingDir(snapshotter::OverlaySnapshotter& snapshots, const std::string& key) {
+  STRATA_ASSIGN_OR_RETURN(snapshotter::SnapshotRecord record, snapshots.records().Get(key));
+  return snapshots.layout().SnapshotDir(record.id) / snapshotter::kVmStagingDirName;
+}
+
 }  // namespace
 
 std::string MountTarget(const fs::path& dir) { return fs::absolute(dir).lexically_normal().string(); }
@@ -84,10 +124,6 @@ Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::Ove
                 "--isolation vm for a container dir with a scratch disk",
                 image_name);
   }
-  if (!windows && options.isolation == Isolation::kVm) {
-    return Fail(ErrorCode::kUnimplemented,
-                "image {}: vm isolation of Linux images (per-layer block images) is not built yet", image_name);
-  }
   STRATA_ASSIGN_OR_RETURN(prepared.chain_ids,
                           UnpackStored(store.content(), snapshots, prepared.manifest.manifest, options.limits));
   const std::string parent = prepared.chain_ids.empty() ? "" : prepared.chain_ids.back().ToString();
@@ -96,6 +132,10 @@ Result<PreparedImage> PrepareImageSnapshot(store::Store& store, snapshotter::Ove
   if (windows) {
     if (parent.empty()) return Fail(ErrorCode::kFailedPrecondition, "windows image {} has no layers", image_name);
     STRATA_ASSIGN_OR_RETURN(prepared.mounts, PrepareWindowsSnapshot(snapshots, image_name, key, parent, labels, options));
+    return prepared;
+  }
+  if (IsLinuxVm(options)) {
+    STRATA_ASSIGN_OR_RETURN(prepared.mounts, PrepareLinuxVmSnapshot(snapshots, image_name, key, parent, labels, options));
     return prepared;
   }
   STRATA_ASSIGN_OR_RETURN(prepared.mounts, options.writable ? snapshots.Prepare(key, parent, labels)
@@ -110,10 +150,22 @@ Result<MountedImage> MountImage(store::Store& store, snapshotter::OverlaySnapsho
   STRATA_ASSIGN_OR_RETURN(PreparedImage prepared,
                           PrepareImageSnapshot(store, snapshots, image_name, mounted.key,
                                                {{std::string(kLabelMountTarget), MountTarget(dir)}}, options));
-  for (const snapshotter::Mount& mount : prepared.mounts) {
-    if (auto status = snapshotter::MountAt(HostMountOf(mount), dir); !status) {
-      (void)snapshots.Remove(mounted.key);
-      return Fail(status.error());
+  auto undo = [&](const Error& error) {
+    (void)snapshots.Remove(mounted.key);
+    return Fail(error);
+  };
+  const bool windows_container = !prepared.mounts.empty() && prepared.mounts.front().type == kWindowsLayerMountType;
+  if (IsLinuxVm(options) && !windows_container) {
+    auto staging = VmStagingDir(snapshots, mounted.key);
+    if (!staging) return undo(staging.error());
+    if (auto status = snapshotter::MountVmComposition(prepared.mounts, *staging, dir); !status) {
+      auto removed = undo(status.error());
+      (void)snapshots.Cleanup();
+      return removed;
+    }
+  } else {
+    for (const snapshotter::Mount& mount : prepared.mounts) {
+      if (auto status = snapshotter::MountAt(HostMountOf(mount), dir); !status) return undo(status.error());
     }
   }
   mounted.manifest = std::move(prepared.manifest);
@@ -132,6 +184,9 @@ Status UnmountImage(snapshotter::OverlaySnapshotter& snapshots, const fs::path& 
     if (!unmounted) return Fail(ErrorCode::kNotFound, "strata has no mount at {}", dir.string());
     return {};
   }
+  // A vm composition's layer and scratch disks (their loop devices detach as they go).
+  STRATA_ASSIGN_OR_RETURN(fs::path staging, VmStagingDir(snapshots, key));
+  STRATA_RETURN_IF_ERROR(snapshotter::UnmountVmStaging(staging));
   STRATA_RETURN_IF_ERROR(snapshots.Remove(key));
   return snapshots.Cleanup();  // Remove is metadata-only: reclaim the container's upper dir now
 }

@@ -46,7 +46,12 @@ enum class Isolation {
 //    images/windows_container.h), described as one "windows-layer" mount; MountImage
 //    bind-mounts that dir on the target. `writable` does not matter (the scratch disk is
 //    the container's writable layer).
-// Linux images with kVm: Unimplemented (per-layer block images are not built yet).
+// Linux images with kVm (or union_mount kVm): each layer as a read-only EROFS image
+// (snapshots/<id>/layer.erofs, built the first time) and, when writable, an active snapshot
+// with a sparse ext4 scratch disk (scratch.img: upper/ + work/); a read-only one is a view
+// of the layer images. The mounts are snapshotter/vm_layout.h's (a VM runtime follows them);
+// MountImage composes them on the host: loop mounts of the disks under the snapshot's mnt/
+// and the overlay (or the single layer) on the target, all undone by UnmountImage.
 struct MountOptions {
   bool writable = false;  // an active snapshot (changes kept in its upper dir) vs a view
   // Kernel overlayfs, or strata's FUSE union view (strata-fsfilter) over the same layers.
@@ -55,6 +60,8 @@ struct MountOptions {
   UnpackLimits limits;
   Isolation isolation = Isolation::kProcess;
   // kVm, Windows: the sandbox disk's size in bytes (a multiple of 512); 0 = 20 GiB.
+  // kVm, Linux, writable: the scratch disk's (a multiple of 4096, >= 16 MiB); 0 = the
+  // strata.io/scratch-size label's, else 10 GiB.
   uint64_t scratch_bytes = 0;
 };
 

@@ -44,7 +44,8 @@ Result<Mount> OverlayLayout::MountFor(const SnapshotRecord& record) const {
 Result<UnionMount> ParseUnionMount(std::string_view driver) {
   if (driver.empty() || driver == "overlay") return UnionMount::kKernelOverlay;
   if (driver == "fsfilter") return UnionMount::kFsfilter;
-  return Fail(ErrorCode::kInvalidArgument, "unknown driver {:?} (drivers: overlay, fsfilter)", driver);
+  if (driver == "vm") return UnionMount::kVm;
+  return Fail(ErrorCode::kInvalidArgument, "unknown driver {:?} (drivers: overlay, fsfilter, vm)", driver);
 }
 
 Mount WithUnionMount(Mount mount, UnionMount how) {

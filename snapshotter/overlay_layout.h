@@ -21,12 +21,14 @@
 
 namespace strata::snapshotter {
 
-// How snapshots with parents are composed.
-enum class UnionMount { kKernelOverlay, kFsfilter };
+// How snapshots with parents are composed. kVm: per-layer EROFS images + a scratch disk
+// composed by the VM's (or the host's) overlayfs (snapshotter/vm_layout.h); MountFor still
+// gives the overlay form, the driver hands out VmMountsFor's mounts instead.
+enum class UnionMount { kKernelOverlay, kFsfilter, kVm };
 inline constexpr std::string_view kFsfilterMountType = "fuse3.strata-fsfilter";
 
-// The driver names users give: "overlay" (or "") and "fsfilter". InvalidArgument naming
-// the known ones otherwise.
+// The driver names users give: "overlay" (or ""), "fsfilter" and "vm". InvalidArgument
+// naming the known ones otherwise.
 Result<UnionMount> ParseUnionMount(std::string_view driver);
 
 // `mount` (as MountFor gives it) composed the `how` way: an overlay mount becomes a

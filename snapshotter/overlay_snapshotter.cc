@@ -12,6 +12,8 @@
 
 #include "base/file.h"
 #include "base/mounts.h"
+#include "snapshotter/scratch_disk.h"
+#include "snapshotter/vm_layout.h"
 
 namespace strata::snapshotter {
 
@@ -83,6 +85,10 @@ Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::stri
         return ErrnoFail(errno, "chown", fs_dir);
       }
     }
+    if (kind == Kind::kActive && UsesVmMounts({.name = key, .kind = kind, .labels = labels})) {
+      STRATA_ASSIGN_OR_RETURN(uint64_t scratch_bytes, ScratchBytesFromLabels(labels));
+      STRATA_RETURN_IF_ERROR(CreateScratchDisk(layout_.SnapshotDir(id) / kScratchImageName, scratch_bytes));
+    }
     // No fsync of the directories: an active or view snapshot starts empty, so should a
     // power loss keep the (synced) record but lose them, Mounts makes them again.
     return records_.Create(kind, key, parent, labels, id);
@@ -92,7 +98,30 @@ Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::stri
     fs::remove_all(dir, ec);
     return Fail(created.error());
   }
-  STRATA_ASSIGN_OR_RETURN(Mount mount, layout_.MountFor(*created));
+  auto mounts = MountsOf(*created);
+  if (!mounts) {
+    (void)records_.Remove(key);  // e.g. a layer image that could not be built
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    return Fail(mounts.error());
+  }
+  return mounts;
+}
+
+bool IsLayerUnpack(const std::string& key, const store::Labels& labels) {
+  if (labels.contains(std::string(kLabelUnpackTarget))) return true;
+  const size_t slash = key.rfind('/');
+  return std::string_view(key).substr(slash == std::string::npos ? 0 : slash + 1).starts_with("extract-");
+}
+
+bool OverlaySnapshotter::UsesVmMounts(const SnapshotInfo& info) const {
+  return layout_.union_mount() == UnionMount::kVm &&
+         !(info.kind == Kind::kActive && IsLayerUnpack(info.name, info.labels));
+}
+
+Result<std::vector<Mount>> OverlaySnapshotter::MountsOf(const SnapshotRecord& record) const {
+  if (UsesVmMounts(record.info)) return VmMountsFor(layout_, records_, record);
+  STRATA_ASSIGN_OR_RETURN(Mount mount, layout_.MountFor(record));
   return std::vector<Mount>{std::move(mount)};
 }
 
@@ -147,8 +176,7 @@ Status OverlaySnapshotter::RestoreLostDirs(const SnapshotRecord& record) const {
 Result<std::vector<Mount>> OverlaySnapshotter::Mounts(const std::string& key) const {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
   if (record.info.kind != Kind::kCommitted) STRATA_RETURN_IF_ERROR(RestoreLostDirs(record));
-  STRATA_ASSIGN_OR_RETURN(Mount mount, layout_.MountFor(record));
-  return std::vector<Mount>{std::move(mount)};
+  return MountsOf(record);
 }
 
 Status OverlaySnapshotter::Commit(const std::string& name, const std::string& key, const store::Labels& labels,
@@ -158,10 +186,19 @@ Status OverlaySnapshotter::Commit(const std::string& name, const std::string& ke
     return Fail(ErrorCode::kFailedPrecondition, "snapshot {:?} is {}: only active snapshots can be committed", key,
                 KindName(record.info.kind));
   }
+  // A vm container's changes are in its scratch disk's upper/: they become fs/, so the
+  // committed layer is in overlay form like any other (whichever driver made the snapshot).
+  const fs::path scratch = layout_.SnapshotDir(record.id) / kScratchImageName;
+  const bool has_scratch = fs::exists(scratch);
+  if (has_scratch) STRATA_RETURN_IF_ERROR(CopyScratchChanges(layout_, record));
   STRATA_ASSIGN_OR_RETURN(Usage usage, DiskUsage(layout_.FsDir(record.id)));
   STRATA_RETURN_IF_ERROR(SyncFilesystemOf(layout_.FsDir(record.id)));
   STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage, rebase_onto));
   ForgetUsage(record.id);
+  if (has_scratch && !fs::exists(layout_.SnapshotDir(record.id) / kVmStagingDirName)) {
+    std::error_code ec;
+    fs::remove(scratch, ec);  // its changes are in fs/ now; a mounted one goes at Cleanup
+  }
   return {};
 }
 

@@ -5,7 +5,15 @@
 // Files first, metadata last: Prepare/View allocate an id, create the directory, then the
 // record; a crash in between leaves a directory no record names, which Cleanup removes.
 // Remove is metadata-only (fast on a container's teardown path); Cleanup and GC reclaim
-// the directories no record names. Durability barriers per operation (what bounds the
+// the directories no record names (with a layer's layer.erofs and a container's
+// scratch.img inside them).
+// With UnionMount::kVm (snapshotter/vm_layout.h): Prepare of an active snapshot also makes
+// its scratch disk (size from label strata.io/scratch-size, default 10 GiB sparse);
+// Prepare/View/Mounts hand out the vm mounts, building each parent's layer.erofs the first
+// time. Commit (any driver) of a snapshot with a scratch disk first copies the disk's
+// upper/ into fs/ in overlay form. Layer unpacks (IsLayerUnpack) get the overlay driver's
+// mounts and no scratch disk even with kVm: whoever unpacks (containerd's unpacker, strata's
+// pull) mounts them on the host and applies a layer tar into fs/. Durability barriers per operation (what bounds the
 // snapshot op rate): Prepare/View one (the record's synced write; their directories start
 // empty, so Mounts remakes them if a power loss kept only the record), Commit two (syncfs
 // of the layer, then the record), Remove none (buffered; Cleanup syncs before it deletes).
@@ -30,6 +38,14 @@
 #include "store/meta_db.h"
 
 namespace strata::snapshotter {
+
+// The label containerd's unpacker (and strata's pull) puts on the Prepare of a layer it is
+// about to unpack: the layer's chainID.
+inline constexpr std::string_view kLabelUnpackTarget = "containerd.io/snapshot.ref";
+// Whether active snapshot `key` is a layer being unpacked rather than a container: it has
+// kLabelUnpackTarget, or its key's last "/"-part starts with "extract-" (containerd's
+// unpack keys: "<ns>/<n>/extract-<random> <chainID>"; strata's pull uses the same form).
+bool IsLayerUnpack(const std::string& key, const store::Labels& labels);
 
 class OverlaySnapshotter {
  public:
@@ -83,6 +99,11 @@ class OverlaySnapshotter {
       : layout_(snapshots_dir, union_mount), snapshots_dir_(std::move(snapshots_dir)), name_(name), records_(db, std::move(name)) {}
   Result<std::vector<Mount>> Create(Kind kind, const std::string& key, const std::string& parent,
                                     const store::Labels& labels);
+  // What Prepare/View/Mounts hand out: OverlayLayout's mount, or with UnionMount::kVm the
+  // vm mounts (building missing layer images).
+  Result<std::vector<Mount>> MountsOf(const SnapshotRecord& record) const;
+  // kVm and not a layer unpack.
+  bool UsesVmMounts(const SnapshotInfo& info) const;
   // snapshots/<id> for a fresh id (a leftover of a lost id is replaced).
   Status CreateSnapshotDir(uint64_t id);
   // fs (0755) and, for an active snapshot, work inside snapshots/<id>.

@@ -302,11 +302,20 @@ TEST_F(ImagesServiceTest, MountWithoutTargetReturnsMountsHeldByALease) {
   v1::MountImageRequest request;
   request.set_image(ImageName());
   v1::MountImageResponse mounted;
-  // A Linux image has no vm form yet: refused before anything is prepared.
+  // A Linux image's vm form: one erofs layer image per layer and the composition (read-only).
   request.set_isolation(v1::ISOLATION_VM);
   grpc::Status status = Call(&v1::Images::Stub::Mount, request, &mounted);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << status.error_message();
-  EXPECT_NE(status.error_message().find("vm isolation of Linux images"), std::string::npos) << status.error_message();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(mounted.mounts_size(), 3);
+  EXPECT_EQ(mounted.mounts(0).type(), "erofs");
+  EXPECT_EQ(mounted.mounts(1).type(), "erofs");
+  EXPECT_EQ(mounted.mounts(2).type(), "format/overlay");
+  {
+    v1::UnmountImageRequest release;
+    release.set_lease(mounted.lease());
+    v1::UnmountImageResponse released;
+    ASSERT_TRUE(Call(&v1::Images::Stub::Unmount, release, &released).ok());
+  }
   request.set_isolation(v1::ISOLATION_PROCESS);
   status = Call(&v1::Images::Stub::Mount, request, &mounted);
   ASSERT_TRUE(status.ok()) << status.error_message();
