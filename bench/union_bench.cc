@@ -29,7 +29,7 @@
 // every program; the order of the programs rotates round by round.
 //
 //   strata-bench-union [--rounds 5] [--quick] [--programs kernel,fuse-overlayfs,strata]
-//                      [--strata-fsfilter PATH] [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]
+//                      [--strata-fsfilter PATH] [--strata-options OPTS] [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]
 // Needs root (mounts, drop_caches). Everything temporary lives in a fresh directory under
 // --work-dir (default $TMPDIR or /tmp), removed at the end together with any mount left under
 // it; SIGINT/SIGTERM stop the rounds and still clean up. A FUSE daemon is awaited by pid after
@@ -98,6 +98,7 @@ struct Options {
   bool quick = false;
   std::vector<std::string> programs = {"kernel", "fuse-overlayfs", "strata"};
   fs::path strata_fsfilter;
+  std::string strata_options;  // appended to strata-fsfilter's -o (e.g. passthrough=all)
   fs::path cache_dir = "/var/tmp/strata-bench-cache";
   fs::path work_dir;
   bool fresh_fs = true;
@@ -107,7 +108,7 @@ struct Options {
 Options ParseOptions(int argc, char** argv) {
   const bench::CommandLine command_line(
       "strata-bench-union",
-      "[--rounds N] [--quick] [--programs kernel,fuse-overlayfs,strata] [--strata-fsfilter PATH] "
+      "[--rounds N] [--quick] [--programs kernel,fuse-overlayfs,strata] [--strata-fsfilter PATH] [--strata-options OPTS] "
       "[--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]");
   Options options;
   // --quick takes no value; CommandLine wants pairs, so it is taken out first.
@@ -128,6 +129,8 @@ Options ParseOptions(int argc, char** argv) {
       options.programs = command_line.Choices(flag, value, {"kernel", "fuse-overlayfs", "strata"});
     } else if (flag == "--strata-fsfilter") {
       options.strata_fsfilter = fs::path(value);
+    } else if (flag == "--strata-options") {
+      options.strata_options = std::string(value);
     } else if (flag == "--cache-dir") {
       options.cache_dir = fs::path(value);
     } else if (flag == "--work-dir") {
@@ -517,6 +520,7 @@ struct Program {
   std::string key;    // as in --programs
   std::string title;  // for the report
   fs::path binary;    // FUSE programs only
+  std::string extra_options;  // appended to -o
 };
 
 // One mounted view; unmounted (and its daemon awaited) on destruction.
@@ -536,7 +540,8 @@ class UnionMount {
       }
     } else {
       // The program daemonises once the mount is up; its first process exits then.
-      if (!bench::RunLogged({program.binary.native(), "-o", options, mountpoint.native()}, log)) {
+      const std::string all_options = program.extra_options.empty() ? options : options + "," + program.extra_options;
+      if (!bench::RunLogged({program.binary.native(), "-o", all_options, mountpoint.native()}, log)) {
         return Fail(ErrorCode::kInternal, "{} -o {} {} failed: {}", program.binary.native(), options,
                     mountpoint.native(), bench::FileTail(log));
       }
@@ -874,7 +879,9 @@ int Run(Options options) {
                          options.strata_fsfilter.native());
       std::fprintf(stderr, "note: %s\n", note.c_str());
     } else {
-      programs.push_back({"strata", "strata-fsfilter", options.strata_fsfilter});
+      programs.push_back({"strata",
+                          options.strata_options.empty() ? "strata-fsfilter" : "strata-fsfilter -o " + options.strata_options,
+                          options.strata_fsfilter, options.strata_options});
     }
   }
   if (programs.empty()) {

@@ -114,6 +114,7 @@ void BuildApp(CLI::App& app, GlobalOptions& options) {
   AddSnapshotCommands(app, options);
   AddMountCommands(app, options);
   AddBrowseCommands(app, options);
+  AddSaveLoadCommands(app, options);
   AddServeCommand(app, options);
 }
 

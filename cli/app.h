@@ -75,6 +75,7 @@ void AddLoginCommands(CLI::App& app, const GlobalOptions& options);
 void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options);
 void AddMountCommands(CLI::App& app, const GlobalOptions& options);
 void AddServeCommand(CLI::App& app, const GlobalOptions& options);
+void AddSaveLoadCommands(CLI::App& app, const GlobalOptions& options);
 void AddBrowseCommands(CLI::App& app, const GlobalOptions& options);
 
 }  // namespace strata::cli

@@ -56,6 +56,8 @@ class Daemon {
   void Shutdown();
 
   const std::filesystem::path& socket_path() const { return options_.socket_path; }
+  // The store it serves (thread-safe), for servers running beside it (the registry mirror).
+  store::Store& store() { return *store_; }
 
  private:
   explicit Daemon(DaemonOptions options) : options_(std::move(options)) {}

@@ -36,6 +36,7 @@
 #include "base/file.h"
 #include "oci/chain_id.h"
 #include "tests/support/assertions.h"
+#include "tests/support/http_client.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/process.h"
 #include "tests/support/registry_fixture.h"
@@ -671,6 +672,34 @@ TEST_F(ContainerdTest, ProxyNameStrataDoesNotServeFailsThePullCleanly) {
   CtrResult run = CtrRun({"--snapshotter", "strata", "--rm"}, ref, "c1", "cat /data/two");
   ASSERT_EQ(run.code, 0) << run.output;
   EXPECT_EQ(run.output, "layer two\n");
+}
+
+// strata's registry mirror (`strata serve --no-socket --registry`, pulling through from the
+// docker-registry fixture) as containerd's registry: ctr pulls over plain HTTP and runs.
+TEST_F(ContainerdTest, CtrPullsAndRunsFromTheStrataRegistryMirror) {
+  std::vector<Digest> chain_ids;
+  ASSERT_NO_FATAL_FAILURE(PushTwoLayerImage("mirrored/app", chain_ids));
+  ASSERT_OK_AND_ASSIGN(int port, test_support::PickFreeLoopbackPort());
+  const std::string mirror = fmt::format("127.0.0.1:{}", port);
+  ChildOptions options{.argv = {STRATA_BIN, "--root", (dir() / "mirror-root").string(), "serve", "--no-socket",
+                                "--registry", mirror, "--upstream", registry_->url()},
+                       .env = {{"STRATA_CERTS_DIR", (dir() / "no-certs").string()}},
+                       .log_path = dir() / "mirror.log"};
+  ASSERT_OK_AND_ASSIGN(Child mirror_child, Child::Start(std::move(options)));
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    auto answer = test_support::TestHttpClient().Get("http://" + mirror + "/v2/");
+    if (answer && answer->status == 200) break;
+    ASSERT_TRUE(mirror_child.Running()) << mirror_child.LogTail();
+    ASSERT_LT(Clock::now(), deadline) << "mirror did not answer:\n" << mirror_child.LogTail();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_NO_FATAL_FAILURE(StartContainerd());
+  const std::string ref = mirror + "/mirrored/app:1";
+  ASSERT_NO_FATAL_FAILURE(Pull(ref, "overlayfs"));
+  CtrResult run = CtrRun({"--rm", "--snapshotter", "overlayfs"}, ref, "mirror-run", "cat /other.txt");
+  ASSERT_EQ(run.code, 0) << run.output << mirror_child.LogTail();
+  EXPECT_EQ(run.output, "other image\n");
 }
 
 }  // namespace
