@@ -101,6 +101,9 @@ ssize_t PassthroughRead(int fd, void* buf, size_t size, void* userdata) {
 ssize_t PassthroughWritev(int fd, struct iovec* iov, int count, void* userdata) {
   return static_cast<Context*>(userdata)->passthrough.Writev(fd, iov, count);
 }
+ssize_t PlainSplice(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t len, unsigned int flags, void*) {
+  return ::splice(fd_in, off_in, fd_out, off_out, len, flags);
+}
 
 Context& Ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 
@@ -680,8 +683,10 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(UnionFilesystem& fs, const
   server->state_->mounted = true;
   if (options.passthrough != FusePassthroughMode::kOff && ::geteuid() == 0) {
     // Under libfuse, on the mounted session's fd: see fuse_passthrough.h.
-    const fuse_custom_io io{.writev = PassthroughWritev, .read = PassthroughRead, .splice_receive = nullptr,
-                            .splice_send = nullptr};
+    // Splice stays available to files that go through the server (libfuse uses splice
+    // only when the custom I/O offers it). INIT always arrives through read.
+    const fuse_custom_io io{.writev = PassthroughWritev, .read = PassthroughRead,
+                            .splice_receive = PlainSplice, .splice_send = PlainSplice};
     if (fuse_session_custom_io(server->state_->session, &io, fuse_session_fd(server->state_->session)) != 0) {
       spdlog::debug("FUSE passthrough: libfuse refused the custom I/O; files go through the server");
     }

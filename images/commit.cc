@@ -15,6 +15,8 @@
 #include "images/unpack.h"
 #include "oci/image_config.h"
 #include "oci/manifest.h"
+#include "snapshotter/scratch_disk.h"
+#include "snapshotter/vm_layout.h"
 #include "store/lease_manager.h"
 
 namespace strata::images {
@@ -77,6 +79,20 @@ Result<uint64_t> ExportSnapshotLayer(snapshotter::OverlaySnapshotter& snapshots,
   if (SnapshotLayerFormat(record.info) == LayerFormat::kWindows) {
     STRATA_ASSIGN_OR_RETURN(archive::WindowsLayerStats stats, archive::WriteWindowsLayer(dir, sink));
     return stats.entries;
+  }
+  // A container of the vm composition keeps its changes in its scratch disk's upper/ until
+  // the snapshot is committed.
+  std::error_code ec;
+  if (record.info.kind == snapshotter::Kind::kActive &&
+      std::filesystem::exists(snapshots.layout().SnapshotDir(record.id) / snapshotter::kScratchImageName, ec)) {
+    uint64_t entries = 0;
+    STRATA_RETURN_IF_ERROR(snapshotter::WithScratchUpper(
+        snapshots.layout(), record, [&](const std::filesystem::path& upper) -> Status {
+          STRATA_ASSIGN_OR_RETURN(archive::DiffStats stats, archive::WriteOverlayDiff(upper, sink));
+          entries = stats.entries;
+          return {};
+        }));
+    return entries;
   }
   STRATA_ASSIGN_OR_RETURN(archive::DiffStats stats, archive::WriteOverlayDiff(dir, sink));
   return stats.entries;

@@ -9,8 +9,11 @@
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
+#include "base/file.h"
 #include "base/mounts.h"
 #include "base/subprocess.h"
+#include "images/collect_garbage.h"
+#include "images/commit.h"
 #include "images/image_mount.h"
 #include "snapshotter/erofs_layer.h"
 #include "snapshotter/loop_mount.h"
@@ -142,7 +145,18 @@ TEST_F(VmMountTest, VmCompositionShowsWhatTheOverlayDriverShows) {
     EXPECT_TRUE(differences.empty()) << fmt::format("{}", fmt::join(differences, "\n"));
     std::ofstream(root_->path() / "vm-rw" / "written") << "through the vm composition\n";
     EXPECT_TRUE(fs::exists(root_->path() / "vm-rw" / "written"));
+    // `strata commit` of the vm container: its changes live in the scratch disk.
+    ASSERT_OK_AND_ASSIGN(CommitResult committed, CommitContainer(*strata_.store, *strata_.snapshots,
+                                                                 MountKey(root_->path() / "vm-rw"), "committed:vm"));
+    EXPECT_EQ(committed.entries, 1u);
   }
+  {
+    MountGuard guard;
+    ASSERT_OK(Mount(guard, "committed:vm", "committed", false, Isolation::kProcess));
+    EXPECT_EQ(ReadFile(root_->path() / "committed" / "written").value_or("missing"), "through the vm composition\n");
+  }
+  ASSERT_OK(strata_.store->images().Delete("committed:vm"));
+  ASSERT_OK(CollectGarbage(*strata_.store, *strata_.snapshots, /*dry_run=*/false));
   // Both guards unmounted: no mount under the root, only the three layer snapshots left.
   ASSERT_OK_AND_ASSIGN(auto points, MountPointsAtOrBeneath(root_->path()));
   EXPECT_TRUE(points.empty()) << points.front().string();
