@@ -20,6 +20,7 @@
 #include "snapshotter/vm_layout.h"
 #include "tests/images/unpack_fixture.h"
 #include "tests/support/assertions.h"
+#include "tests/support/root.h"
 #include "tests/support/every_kind_image.h"
 #include "tests/support/registry_fixture.h"
 #include "tests/support/tree_compare.h"
@@ -28,19 +29,9 @@ namespace strata::images {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::LoopsBackedUnder;
 using test_support::TreeCompareOptions;
 using test_support::TreeEntry;
-
-std::vector<std::string> LoopsBackedUnder(const fs::path& dir) {
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/sys/block", ec)) {
-    std::ifstream in(entry.path() / "loop" / "backing_file");
-    std::string backing;
-    if (std::getline(in, backing) && backing.starts_with(dir.string())) found.push_back(entry.path().filename());
-  }
-  return found;
-}
 
 class VmMountTest : public UnpackFixture {
  protected:

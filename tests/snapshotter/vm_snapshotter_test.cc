@@ -35,20 +35,9 @@ namespace strata::snapshotter {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::LoopsBackedUnder;
 
 void WriteFile(const fs::path& path, std::string_view text) { std::ofstream(path) << text; }
-
-// Loop devices whose backing file is under `dir` (what a test must not leave behind).
-std::vector<std::string> LoopsBackedUnder(const fs::path& dir) {
-  std::vector<std::string> found;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/sys/block", ec)) {
-    std::ifstream in(entry.path() / "loop" / "backing_file");
-    std::string backing;
-    if (std::getline(in, backing) && backing.starts_with(dir.string())) found.push_back(entry.path().filename());
-  }
-  return found;
-}
 
 // One line per tar entry: everything a layer says except mtimes (the two containers were
 // written at different moments).

@@ -5,12 +5,24 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "base/mounts.h"
 
 namespace strata::test_support {
+
+std::vector<std::string> LoopsBackedUnder(const std::filesystem::path& dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/sys/block", ec)) {
+    std::ifstream in(entry.path() / "loop" / "backing_file");
+    std::string backing;
+    if (std::getline(in, backing) && backing.starts_with(dir.string())) found.push_back(entry.path().filename());
+  }
+  return found;
+}
 
 Result<int> UnmountAllBeneath(const std::filesystem::path& dir) {
   STRATA_ASSIGN_OR_RETURN(auto targets, MountPointsAtOrBeneath(dir));

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <string>
+#include <vector>
 #include <optional>
 #include <string_view>
 
@@ -54,5 +56,9 @@ class TempRoot {
 // deepest first, as listed in /proc/self/mountinfo. Returns how many were detached.
 // Best effort: a mount that cannot be detached is reported in the error after trying all.
 Result<int> UnmountAllBeneath(const std::filesystem::path& dir);
+
+// The loop devices ("loop3") whose backing file lies under `dir`: what a test that attaches
+// loop devices must not leave behind.
+std::vector<std::string> LoopsBackedUnder(const std::filesystem::path& dir);
 
 }  // namespace strata::test_support
