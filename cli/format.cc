@@ -1,10 +1,10 @@
 #include "cli/format.h"
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
 
 #include <fmt/format.h>
+
+#include "base/byte_size.h"
 
 namespace strata::cli {
 
@@ -21,22 +21,9 @@ std::string HumanSize(int64_t bytes) {
 }
 
 Result<uint64_t> ParseByteSize(std::string_view flag, std::string_view text) {
-  auto bad = [&] { return Fail(ErrorCode::kInvalidArgument, "{} {:?}: not a size (e.g. 4096, 512M, 20G)", flag, text); };
-  uint64_t number = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (error != std::errc() || end == text.data()) return bad();
-  std::string unit(end, text.data() + text.size());
-  for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.ends_with("IB")) unit.resize(unit.size() - 2);
-  else if (unit.size() == 2 && unit.back() == 'B') unit.pop_back();
-  int shift = 0;
-  if (unit == "K") shift = 10;
-  else if (unit == "M") shift = 20;
-  else if (unit == "G") shift = 30;
-  else if (unit == "T") shift = 40;
-  else if (!unit.empty() && unit != "B") return bad();
-  if (shift > 0 && number > (~uint64_t{0} >> shift)) return bad();
-  return number << shift;
+  auto bytes = strata::ParseByteSize(text);
+  if (!bytes) return Fail(bytes.error().WithContext(std::string(flag)));
+  return bytes;
 }
 
 std::string Age(store::Timestamp t) {

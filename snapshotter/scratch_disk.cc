@@ -4,12 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <system_error>
 
 #include <fmt/format.h>
 
+#include "base/byte_size.h"
 #include "base/file.h"
 #include "base/subprocess.h"
 
@@ -20,23 +20,9 @@ namespace fs = std::filesystem;
 Result<uint64_t> ScratchBytesFromLabels(const store::Labels& labels, uint64_t fallback) {
   auto it = labels.find(std::string(kLabelScratchSize));
   if (it == labels.end() || it->second.empty()) return fallback;
-  const std::string& text = it->second;
-  uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  std::string_view unit(end, text.data() + text.size());
-  if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.remove_suffix(1);
-  if (!unit.empty() && (unit.back() == 'i')) unit.remove_suffix(1);
-  int shift = -1;
-  if (unit.empty()) shift = 0;
-  if (unit == "K" || unit == "k") shift = 10;
-  if (unit == "M" || unit == "m") shift = 20;
-  if (unit == "G" || unit == "g") shift = 30;
-  if (unit == "T" || unit == "t") shift = 40;
-  if (ec != std::errc() || end == text.data() || shift < 0 || (shift > 0 && value > (UINT64_MAX >> shift))) {
-    return Fail(ErrorCode::kInvalidArgument, "label {}={:?}: not a size (bytes, or a number with K, M, G or T)",
-                kLabelScratchSize, text);
-  }
-  return value << shift;
+  auto bytes = ParseByteSize(it->second);
+  if (!bytes) return Fail(bytes.error().WithContext(fmt::format("label {}", kLabelScratchSize)));
+  return bytes;
 }
 
 Status CreateScratchDisk(const fs::path& image, uint64_t bytes) {
