@@ -206,8 +206,15 @@ std::string Reference::FamiliarName() const {
   if (domain_ != kDockerHubDomain) return name();
   constexpr std::string_view kLibrary = "library/";
   std::string_view path = path_;
-  if (path.starts_with(kLibrary) && path.substr(kLibrary.size()).find('/') == std::string_view::npos) {
+  // A lone library/ goes, unless what remains reads as an image ID (Parse refuses that).
+  if (path.starts_with(kLibrary) && path.substr(kLibrary.size()).find('/') == std::string_view::npos &&
+      !IsImageIdLike(path.substr(kLibrary.size()))) {
     path.remove_prefix(kLibrary.size());
+  }
+  // docker.io/foo.io/bar must keep its domain: "foo.io/bar" would parse as registry foo.io
+  // (Docker drops it, so its saved RepoTags load into the wrong registry).
+  if (size_t slash = path.find('/'); slash != std::string_view::npos && LooksLikeDomain(path.substr(0, slash))) {
+    return name();
   }
   return std::string(path);
 }

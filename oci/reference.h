@@ -51,7 +51,8 @@ class Reference {
   // Full normalised form: "docker.io/library/alpine:latest", "h:5000/a@sha256:...".
   std::string String() const;
   // The short name Docker shows: docker.io/ and a lone library/ dropped ("alpine",
-  // "user/app"); other domains kept.
+  // "user/app"); other domains kept, and docker.io kept when the path's first segment would
+  // read as a domain ("docker.io/foo.io/bar", not "foo.io/bar").
   std::string FamiliarName() const;
   // FamiliarName plus tag and digest: "alpine:latest", "user/app:1".
   std::string FamiliarString() const;

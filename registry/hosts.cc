@@ -197,7 +197,14 @@ class TomlParser {
       STRATA_ASSIGN_OR_RETURN(value.string, c == '"' ? ParseBasicString() : ParseLiteralString());
       return value;
     }
-    if (c == '[') return ParseArray();
+    if (c == '[') {
+      // Nesting is bounded: each level is a stack frame, and hosts.toml needs two at most.
+      if (array_depth_ >= kMaxArrayDepth) return Invalid("arrays nested too deeply");
+      ++array_depth_;
+      Result<TomlValue> array = ParseArray();
+      --array_depth_;
+      return array;
+    }
     if (c == '{') return Invalid("inline tables are not supported");
     std::string word;
     while (!AtEnd() && (std::isalnum(static_cast<unsigned char>(Peek())) || Peek() == '_' || Peek() == '-' ||
@@ -309,10 +316,13 @@ class TomlParser {
     }
   }
 
+  static constexpr int kMaxArrayDepth = 16;
+
   std::string_view text_;
   std::string file_;
   size_t pos_ = 0;
   int line_ = 1;
+  int array_depth_ = 0;
 };
 
 // ---- hosts.toml semantics ----
@@ -424,7 +434,11 @@ Result<std::vector<RegistryHost>> HostsConfig::HostsFor(const oci::Reference& re
     if (!std::filesystem::exists(file, ec)) return std::vector<RegistryHost>{Upstream(reference)};
   }
   STRATA_ASSIGN_OR_RETURN(std::string text, ReadFile(file));
-  const std::string name = file.string();
+  return ParseHostsFile(text, file.string(), reference);
+}
+
+Result<std::vector<RegistryHost>> HostsConfig::ParseHostsFile(std::string_view text, const std::string& name,
+                                                              const oci::Reference& reference) const {
   STRATA_ASSIGN_OR_RETURN(std::vector<TomlStatement> statements, TomlParser(text, name).Parse());
 
   HostSettings server;  // the top-level settings, for `server` (or the default upstream)

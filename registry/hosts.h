@@ -71,6 +71,11 @@ class HostsConfig {
   // InvalidArgument naming the file and line for a malformed hosts.toml.
   Result<std::vector<RegistryHost>> HostsFor(const oci::Reference& reference) const;
 
+  // What HostsFor does with a hosts.toml's text once read; `file` names it in errors.
+  // Public for the fuzz target (tests/fuzz/hosts_toml_fuzz.cc).
+  Result<std::vector<RegistryHost>> ParseHostsFile(std::string_view text, const std::string& file,
+                                                   const oci::Reference& reference) const;
+
   // The upstream alone, ignoring any configuration (also what HostsFor ends with when no
   // file names a server).
   RegistryHost Upstream(const oci::Reference& reference) const;

@@ -244,5 +244,14 @@ TEST(ReferenceTest, FamiliarNameDropsDockerIoAndLoneLibrary) {
   EXPECT_EQ(Reference::Parse("quay.io/library/alpine")->FamiliarName(), "quay.io/library/alpine");
 }
 
+// Found by tests/fuzz/reference_fuzz.cc: dropping docker.io here would name registry foo.io.
+TEST(ReferenceTest, FamiliarNameKeepsDockerIoBeforeADomainLikeSegment) {
+  EXPECT_EQ(Reference::Parse("index.docker.io/foo.io/bar")->FamiliarName(), "docker.io/foo.io/bar");
+  EXPECT_EQ(Reference::Parse("docker.io/localhost/bar:1")->FamiliarString(), "docker.io/localhost/bar:1");
+  EXPECT_EQ(Reference::Parse("docker.io/library/foo.io")->FamiliarName(), "foo.io");
+  const std::string hex(64, 'b');
+  EXPECT_EQ(Reference::Parse("library/" + hex)->FamiliarName(), "library/" + hex);
+}
+
 }  // namespace
 }  // namespace strata::oci

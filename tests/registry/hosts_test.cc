@@ -188,6 +188,8 @@ TEST_F(HostsConfigTest, MalformedFilesNameFileAndLine) {
       {"[mirrors]\n", ":1:", "unknown key mirrors"},
       {"server = '''multi'''\n", ":1:", "multi-line"},
       {"host.\"https://m\" = true\n", ":1:", "[host."},
+      // Each nesting level was a stack frame: a deep enough file overflowed the stack.
+      {"ca = " + std::string(100000, '[') + std::string(100000, ']') + "\n", ":1:", "nested too deeply"},
   };
   for (const Case& c : cases) {
     std::string message = ErrorFor(c.toml);
