@@ -42,6 +42,19 @@ inline Node* NodeAtPath(UnionFilesystem& fs, const std::string& path) {
   return entry ? entry->node : nullptr;
 }
 
+// The first 64 KiB of the file at `path` read through the view ("<missing>"/"<unopenable>").
+inline std::string ReadThroughView(UnionFilesystem& fs, const std::string& path) {
+  Node* node = NodeAtPath(fs, path);
+  if (node == nullptr) return "<missing>";
+  auto fd = fs.Open(node, O_RDONLY);
+  EXPECT_TRUE(fd.has_value());
+  if (!fd) return "<unopenable>";
+  std::string data(1 << 16, '\0');
+  const ssize_t n = ::pread(fd->get(), data.data(), data.size(), 0);
+  data.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  return data;
+}
+
 inline void WriteText(const std::filesystem::path& path, const std::string& text) {
   std::filesystem::create_directories(path.parent_path());
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -71,17 +71,7 @@ class UnionEngineTest : public ::testing::Test {
     return names;
   }
 
-  std::string ReadAll(const std::string& path) {
-    Node* node = NodeAt(path);
-    if (node == nullptr) return "<missing>";
-    auto fd = fs_->Open(node, O_RDONLY);
-    EXPECT_TRUE(fd.has_value());
-    if (!fd) return "<unopenable>";
-    std::string data(1 << 16, '\0');
-    const ssize_t n = ::pread(fd->get(), data.data(), data.size(), 0);
-    data.resize(n < 0 ? 0 : static_cast<size_t>(n));
-    return data;
-  }
+  std::string ReadAll(const std::string& path) { return testing::ReadThroughView(*fs_, path); }
 
   void Append(const std::string& path, const std::string& text) {
     Node* node = NodeAt(path);

@@ -27,19 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using test_support::TreeEntry;
 
-char TypeOf(mode_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return 'f';
-    case S_IFDIR: return 'd';
-    case S_IFLNK: return 'l';
-    case S_IFCHR: return 'c';
-    case S_IFBLK: return 'b';
-    case S_IFIFO: return 'p';
-    case S_IFSOCK: return 's';
-  }
-  return '?';
-}
-
 class ImageViewTest : public UnpackFixture {
  protected:
   ImageViewTest() : UnpackFixture("strata-image-view") {}
@@ -58,7 +45,7 @@ class ImageViewTest : public UnpackFixture {
                    std::map<ino_t, std::vector<size_t>>& inodes) {
     const std::string path = rel == "." ? "/" : rel;
     ASSERT_OK_AND_ASSIGN(ImageView::Entry entry, view.Stat(path, /*follow_last=*/false));
-    TreeEntry tree{.path = rel, .type = TypeOf(entry.st.st_mode),
+    TreeEntry tree{.path = rel, .type = test_support::TreeEntryType(entry.st.st_mode),
                    .mode = static_cast<uint32_t>(entry.st.st_mode & 07777), .uid = entry.st.st_uid,
                    .gid = entry.st.st_gid};
     tree.mtime_ns = static_cast<int64_t>(entry.st.st_mtim.tv_sec) * 1'000'000'000 + entry.st.st_mtim.tv_nsec;

@@ -21,18 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-char TypeOf(mode_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return 'f';
-    case S_IFDIR: return 'd';
-    case S_IFLNK: return 'l';
-    case S_IFCHR: return 'c';
-    case S_IFBLK: return 'b';
-    case S_IFIFO: return 'p';
-    case S_IFSOCK: return 's';
-    default: return '?';
-  }
-}
 
 bool IsIgnoredPath(const std::string& path, const TreeCompareOptions& options) {
   for (const auto& ignored : options.ignore_paths) {
@@ -93,7 +81,7 @@ struct Scan {
   Status Visit(const fs::path& file, const std::string& rel) {
     struct stat st;
     if (::lstat(file.c_str(), &st) != 0) return ErrnoFail(errno, "lstat", file);
-    TreeEntry entry{.path = rel, .type = TypeOf(st.st_mode), .mode = static_cast<uint32_t>(st.st_mode & 07777),
+    TreeEntry entry{.path = rel, .type = TreeEntryType(st.st_mode), .mode = static_cast<uint32_t>(st.st_mode & 07777),
                     .uid = st.st_uid, .gid = st.st_gid};
     entry.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
     if (entry.type == 'f') {
@@ -201,6 +189,19 @@ std::map<std::string, std::set<std::string>> GroupsByPath(const std::vector<Tree
 }
 
 }  // namespace
+
+char TreeEntryType(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return 'f';
+    case S_IFDIR: return 'd';
+    case S_IFLNK: return 'l';
+    case S_IFCHR: return 'c';
+    case S_IFBLK: return 'b';
+    case S_IFIFO: return 'p';
+    case S_IFSOCK: return 's';
+    default: return '?';
+  }
+}
 
 Result<std::vector<TreeEntry>> ScanTree(const fs::path& root, const TreeCompareOptions& options) {
   struct stat st;

@@ -3,6 +3,8 @@
 // against a peer's (umoci, tar) without trusting either implementation's own bookkeeping.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -48,6 +50,9 @@ struct TreeCompareOptions {
 // Never follows symlinks; a directory on another device (a mount point) is listed but not
 // descended into. Errors name the path that could not be read.
 Result<std::vector<TreeEntry>> ScanTree(const std::filesystem::path& root, const TreeCompareOptions& options = {});
+
+// TreeEntry::type for a st_mode: 'f' 'd' 'l' 'c' 'b' 'p' 's', '?' otherwise.
+char TreeEntryType(mode_t mode);
 
 // Differences between the trees at `a` and `b`, one human-readable line each
 // ("only in A: etc/x", "etc/passwd: mode 0644 vs 0600", "hard-link groups differ at x: ...");
