@@ -48,13 +48,7 @@ using test_support::WinAttrs;
 constexpr std::string_view kOsVersion = "10.0.20348.2762";
 
 // A Windows layer tar as a pushable layer (gzip), digests computed.
-Result<Layer> WindowsLayer(const WindowsLayerBuilder& builder) {
-  STRATA_ASSIGN_OR_RETURN(std::string tar, builder.Tar());
-  STRATA_ASSIGN_OR_RETURN(std::string blob, test_support::Compress(tar, Compression::kGzip));
-  const Digest digest = Digest::Of(blob), diff_id = Digest::Of(tar);
-  return Layer{.compression = Compression::kGzip, .tar = std::move(tar), .blob = std::move(blob),
-               .digest = digest, .diff_id = diff_id};
-}
+Result<Layer> WindowsLayer(const WindowsLayerBuilder& builder) { return builder.Build(Compression::kGzip); }
 
 // A second delta, over WindowsDeltaLayer(): a patched file, a hard link to a file of its
 // parent (the delta) and new hives.

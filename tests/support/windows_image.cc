@@ -7,18 +7,6 @@
 namespace strata::test_support {
 namespace {
 
-Result<Layer> FinishLayer(const WindowsLayerBuilder& builder, Compression compression) {
-  STRATA_ASSIGN_OR_RETURN(std::string tar, builder.Tar());
-  STRATA_ASSIGN_OR_RETURN(std::string blob, Compress(tar, compression));
-  Digest digest = Digest::Of(blob);
-  Digest diff_id = Digest::Of(tar);
-  return Layer{.compression = compression,
-               .tar = std::move(tar),
-               .blob = std::move(blob),
-               .digest = std::move(digest),
-               .diff_id = std::move(diff_id)};
-}
-
 std::string ForeignMediaType(ManifestFormat format, Compression compression) {
   if (format == ManifestFormat::kDocker && compression == Compression::kGzip) {
     return std::string(media_types::kDockerForeignLayerGzip);
@@ -48,8 +36,8 @@ std::pair<std::string, std::string> RequestLine(const std::string& head) {
 std::string WindowsOsVersion(uint32_t build, uint32_t ubr) { return fmt::format("10.0.{}.{}", build, ubr); }
 std::string WindowsOsVersion(uint32_t build) { return fmt::format("10.0.{}", build); }
 
-Result<Layer> BuildWindowsBaseLayer(Compression compression) { return FinishLayer(WindowsBaseLayer(), compression); }
-Result<Layer> BuildWindowsDeltaLayer(Compression compression) { return FinishLayer(WindowsDeltaLayer(), compression); }
+Result<Layer> BuildWindowsBaseLayer(Compression compression) { return WindowsBaseLayer().Build(compression); }
+Result<Layer> BuildWindowsDeltaLayer(Compression compression) { return WindowsDeltaLayer().Build(compression); }
 
 Result<BuiltImage> BuildWindowsImage(const WindowsImageSpec& spec) {
   STRATA_ASSIGN_OR_RETURN(Layer base, BuildWindowsBaseLayer(spec.compression));

@@ -64,6 +64,8 @@ class WindowsLayerBuilder {
 
   size_t entry_count() const { return layer_.entry_count(); }
   Result<std::string> Tar() const { return layer_.Tar(); }
+  // The tar compressed as a pushable layer, digests computed (LayerBuilder::Build).
+  Result<Layer> Build(Compression compression = Compression::kGzip) const { return layer_.Build(compression); }
 
  private:
   WindowsLayerBuilder& Add(archive::TarEntryType type, std::string path, const WinAttrs& attrs, std::string content,
