@@ -1,19 +1,27 @@
 // strata-bench-vm-layer: what making a layer's block image (snapshots/<id>/layer.erofs,
-// snapshotter::EnsureLayerImage: mkfs.erofs + fsync + rename) costs next to unpacking that
-// layer (gzip blob -> archive::ApplyLayer into an overlay-form dir -> syncfs), per layer of
-// the unpack bench's generated "3layer" image. The target: conversion adds at most
-// 30% to a pull, i.e. convert / unpack <= 0.30 (unpack alone is a lower bound of a pull,
-// so the ratio is conservative).
+// snapshotter::EnsureLayerImage: our EROFS encoder + fsync + rename) costs next to unpacking
+// that layer (gzip blob -> archive::ApplyLayer into an overlay-form dir -> syncfs), per layer
+// of the unpack bench's generated "3layer" image, with mkfs.erofs (erofs-utils) making the
+// same image from the same dir as the peer. The target: conversion adds at most
+// 30% to a pull. Measured on the product path: a cold `strata pull` from a loopback
+// docker-registry, then `strata mount --isolation vm` twice; the first builds every
+// layer.erofs, so conversion = first - second, and the target is conversion / pull <= 0.30.
+// The per-layer convert / unpack table is the stricter view (an unpack is only part of a
+// pull: no fetch, no blob write).
 //
 // Each round: a fresh loop-mounted ext4 (bench::ScratchFilesystem), then per layer
 // `sync; drop_caches`, the timed unpack, then the timed conversion of the dir just written
-// (warm, as when the vm driver converts right after an unpack's commit).
+// (warm, as when the vm driver converts right after an unpack's commit), then mkfs.erofs of
+// the same dir (uncompressed, mtimes and xattrs kept, fsynced), the two orders alternating by
+// round.
 //
 //   strata-bench-vm-layer [--rounds N] [--size-mib N] [--cache-dir DIR] [--work-dir DIR]
-// Needs root (drop_caches, loop mounts) and mkfs.erofs.
+// Needs root (drop_caches, loop mounts), docker-registry, skopeo and mkfs.erofs (the peer).
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -26,7 +34,9 @@
 #include "archive/decompress.h"
 #include "base/file.h"
 #include "base/io.h"
+#include "base/subprocess.h"
 #include "bench/bench_util.h"
+#include "bench/registry_bench_util.h"
 #include "bench/unpack_bench_util.h"
 #include "snapshotter/erofs_layer.h"
 
@@ -80,6 +90,46 @@ uint64_t Unpack(const fs::path& blob, const fs::path& fs_dir) {
   return stats.bytes;
 }
 
+// The peer: mkfs.erofs 1.5 making the same uncompressed image of `dir`, fsynced.
+void MkfsErofs(const fs::path& dir, const fs::path& image) {
+  static const auto mkfs = FindInPath("mkfs.erofs");
+  if (!mkfs) Die("mkfs.erofs not found (install erofs-utils)");
+  auto ran = OrDie(RunProgram(*mkfs, {"mkfs.erofs", "--quiet", "--preserve-mtime", "-x1", image.string(), dir.string()},
+                              {.timeout = std::chrono::hours(1)}),
+                   "run mkfs.erofs");
+  if (!ran.Succeeded()) Die("mkfs.erofs " + ran.HowItEnded() + ": " + ran.err);
+  UniqueFd fd = OrDie(OpenFile(image, O_RDONLY), "open mkfs.erofs image");
+  if (::fsync(fd.get()) != 0) Die("fsync the mkfs.erofs image");
+}
+
+// The issue's own measure, on the product path: a cold `strata pull` of the image from a
+// loopback registry (fetch, store, unpack), then what the first `strata mount --isolation vm`
+// (which builds every layer's layer.erofs) takes over a second one (images already built).
+struct PullRound {
+  double pull = 0, first_mount = 0, second_mount = 0;
+};
+
+PullRound PullAndMountVm(const fs::path& strata, const std::string& ref, const fs::path& root, const fs::path& log) {
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {strata.string(), "--root", root.string()});
+    double seconds = 0;
+    bool ok = false;
+    seconds = bench::TimeSeconds([&] { ok = bench::RunLogged(args, log); });
+    if (!ok) Die(fmt::format("`{}` failed: {}", args[3], bench::FileTail(log)));
+    return seconds;
+  };
+  const fs::path target = root.parent_path() / "vm-mount";
+  fs::create_directories(target);
+  PullRound round;
+  OrDie(bench::DropCaches(), "drop caches");
+  round.pull = run({"pull", "--plain-http", "-q", ref});
+  round.first_mount = run({"mount", "--isolation", "vm", ref, target.string()});
+  run({"umount", target.string()});
+  round.second_mount = run({"mount", "--isolation", "vm", ref, target.string()});
+  run({"umount", target.string()});
+  return round;
+}
+
 }  // namespace
 }  // namespace strata
 
@@ -114,20 +164,42 @@ int main(int argc, char** argv) {
     OrDie(bench::WriteLayoutSummary(layout, image), "save summary");
   }
   const std::vector<fs::path> blobs = LayerBlobs(layout);
-  std::vector<bench::Samples> unpack(blobs.size()), convert(blobs.size());
+  const fs::path log = work->path() / "log";
+  auto registry = OrDie(bench::LoopbackRegistry::Start(work->path() / "registry"), "start docker-registry");
+  const std::string ref = fmt::format("{}/bench/3layer:1", registry->host());
+  if (!bench::RunLogged({"skopeo", "copy", "-q", "--dest-tls-verify=false", "oci:" + layout.string() + ":1",
+                         "docker://" + ref},
+                        log)) {
+    Die("skopeo copy to the registry failed: " + bench::FileTail(log));
+  }
+  const fs::path strata = bench::StrataNextToSelf();
+  bench::Samples pull, first_mount, second_mount, conversion;
+  std::vector<bench::Samples> unpack(blobs.size()), convert(blobs.size()), mkfs(blobs.size());
   std::vector<uint64_t> file_bytes(blobs.size()), image_bytes(blobs.size());
   for (int round = 0; round < options.rounds; ++round) {
     const fs::path round_dir = work->path() / fmt::format("round-{}", round);
-    auto scratch = OrDie(bench::ScratchFilesystem::Create(round_dir, uint64_t{8} << 30, work->path() / "log"),
-                         "scratch filesystem");
+    auto scratch = OrDie(bench::ScratchFilesystem::Create(round_dir, uint64_t{8} << 30, log), "scratch filesystem");
+    const PullRound pulled = PullAndMountVm(strata, ref, scratch->mountpoint() / "strata-root", log);
+    pull.Add(pulled.pull);
+    first_mount.Add(pulled.first_mount);
+    second_mount.Add(pulled.second_mount);
+    conversion.Add(pulled.first_mount - pulled.second_mount);
     for (size_t i = 0; i < blobs.size(); ++i) {
       const fs::path snapshot = scratch->mountpoint() / std::to_string(i + 1);
       fs::create_directories(snapshot / "fs");
       OrDie(bench::DropCaches(), "drop caches");
       unpack[i].Add(bench::TimeSeconds([&] { file_bytes[i] = Unpack(blobs[i], snapshot / "fs"); }));
-      convert[i].Add(bench::TimeSeconds([&] {
-        OrDie(snapshotter::EnsureLayerImage(snapshot, fmt::format("layer-{}", i)), "layer image");
-      }));
+      auto ours = [&] {
+        convert[i].Add(bench::TimeSeconds([&] {
+          OrDie(snapshotter::EnsureLayerImage(snapshot, fmt::format("layer-{}", i)), "layer image");
+        }));
+      };
+      auto peer = [&] { mkfs[i].Add(bench::TimeSeconds([&] { MkfsErofs(snapshot / "fs", snapshot / "mkfs.erofs"); })); };
+      if (round % 2 == 0) {
+        ours(), peer();
+      } else {
+        peer(), ours();
+      }
       image_bytes[i] = fs::file_size(snapshotter::LayerImagePath(snapshot));
     }
   }
@@ -136,22 +208,40 @@ int main(int argc, char** argv) {
                               {"layer.erofs MiB"},
                               {"unpack s (median)"},
                               {"layer.erofs s (median)"},
-                              {"convert / unpack"}});
-  double unpack_total = 0, convert_total = 0;
+                              {"mkfs.erofs s (median)"},
+                              {"convert / unpack"},
+                              {"mkfs.erofs / unpack"}});
+  double unpack_total = 0, convert_total = 0, mkfs_total = 0;
   for (size_t i = 0; i < blobs.size(); ++i) {
-    const double u = unpack[i].Median(), c = convert[i].Median();
+    const double u = unpack[i].Median(), c = convert[i].Median(), m = mkfs[i].Median();
     unpack_total += u;
     convert_total += c;
+    mkfs_total += m;
     table.AddRow({fmt::format("{}", i + 1), fmt::format("{:.1f}", file_bytes[i] / 1048576.0),
                   fmt::format("{:.1f}", image_bytes[i] / 1048576.0), fmt::format("{:.3f}", u),
-                  fmt::format("{:.3f}", c), fmt::format("{:.2f}", c / u)});
+                  fmt::format("{:.3f}", c), fmt::format("{:.3f}", m), fmt::format("{:.2f}", c / u),
+                  fmt::format("{:.2f}", m / u)});
   }
   table.AddRow({"all", "", "", fmt::format("{:.3f}", unpack_total), fmt::format("{:.3f}", convert_total),
-                fmt::format("{:.2f}", convert_total / unpack_total)});
+                fmt::format("{:.3f}", mkfs_total), fmt::format("{:.2f}", convert_total / unpack_total),
+                fmt::format("{:.2f}", mkfs_total / unpack_total)});
   fmt::print("strata-bench-vm-layer: 3layer ({} MiB gzip), {} rounds, medians\n\n{}\n", options.size_mib,
              options.rounds, table.Render());
-  const double ratio = convert_total / unpack_total;
-  fmt::print("conversion adds {:.0f}% to the unpack (target <= {:.0f}%): {}\n", ratio * 100, kTargetRatio * 100,
-             ratio <= kTargetRatio ? "met" : "NOT met");
+  bench::MarkdownTable pulls({{"image", bench::MarkdownTable::Align::kLeft},
+                              {"strata pull s (median)"},
+                              {"first vm mount s (median)"},
+                              {"second vm mount s (median)"},
+                              {"conversion s (median)"},
+                              {"conversion / pull"}});
+  const double ratio = conversion.Median() / pull.Median();
+  pulls.AddRow({"3layer", fmt::format("{:.3f}", pull.Median()), fmt::format("{:.3f}", first_mount.Median()),
+                fmt::format("{:.3f}", second_mount.Median()), fmt::format("{:.3f}", conversion.Median()),
+                fmt::format("{:.2f}", ratio)});
+  fmt::print("\nA cold `strata pull` from a loopback registry, then `strata mount --isolation vm` twice (the first\n"
+             "builds the layer images; conversion = first - second), medians:\n\n{}\n",
+             pulls.Render());
+  fmt::print("conversion adds {:.0f}% to a pull (target <= {:.0f}%): {}; to the unpack alone (above): {:.0f}%\n",
+             ratio * 100, kTargetRatio * 100, ratio <= kTargetRatio ? "met" : "NOT met",
+             convert_total / unpack_total * 100);
   return 0;
 }

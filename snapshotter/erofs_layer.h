@@ -4,13 +4,15 @@
 // An image holds the layer's fs/ dir exactly, in overlay form: whiteouts stay 0/0 character
 // devices and opaque dirs keep trusted.overlay.opaque="y", so a guest overlayfs over the
 // images composes them as the host's would. Modes, owners, per-file mtimes (nanoseconds),
-// xattrs, device numbers and hard links are kept. Built by mkfs.erofs (erofs-utils >= 1.5,
-// uncompressed, --preserve-mtime) with a UUID derived from the caller's seed, so the same
-// layer gives the same image apart from the superblock's build time.
+// xattrs, device numbers and hard links are kept. Written by our own encoder
+// (snapshotter/erofs_builder.h: uncompressed, file data copied in the kernel) with a UUID
+// derived from the caller's seed, so the same layer gives the same image byte for byte.
 #pragma once
 
 #include <filesystem>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/error.h"
 
@@ -27,8 +29,20 @@ std::filesystem::path LayerImagePath(const std::filesystem::path& snapshot_dir);
 // name, fsynced, renamed, directory fsynced); concurrent calls for the same snapshot, from
 // threads or processes, build it once (an exclusive flock on snapshot_dir) and the others
 // wait for it. REQUIRES: fs/ is a committed layer that no longer changes.
-// Errors: FailedPrecondition when mkfs.erofs is missing; Internal naming the snapshot and
-// mkfs.erofs' own message when it fails; errno errors naming the file.
+// Errors name the snapshot and the entry: errno errors (ENOSPC, EIO, ...), InvalidArgument
+// for what EROFS cannot hold (an xattr outside user./trusted./security./POSIX ACLs, a
+// symlink target of 4096+ bytes), FailedPrecondition when fs/ changes during the build.
 Result<std::filesystem::path> EnsureLayerImage(const std::filesystem::path& snapshot_dir, std::string_view uuid_seed);
+
+// One layer for EnsureLayerImages: its snapshot dir and UUID seed.
+struct LayerImageSource {
+  std::filesystem::path snapshot_dir;
+  std::string uuid_seed;
+};
+
+// EnsureLayerImage for every layer, the missing images built concurrently (a walk is
+// mostly system calls and a copy mostly I/O, so two builds overlap well on few cores).
+// Returns the image paths in the order given, or the first error (after every build ends).
+Result<std::vector<std::filesystem::path>> EnsureLayerImages(const std::vector<LayerImageSource>& layers);
 
 }  // namespace strata::snapshotter

@@ -89,16 +89,18 @@ Result<std::vector<Mount>> VmMountsFor(const OverlayLayout& layout, const Snapsh
   const bool view = info.kind == Kind::kView;
   std::vector<Mount> mounts;
   // The parents' layer images, nearest first (the order of lowerdir=).
+  std::vector<LayerImageSource> parents;
   std::string parent = info.parent;
   for (uint64_t id : record.parent_ids) {
     STRATA_ASSIGN_OR_RETURN(SnapshotRecord layer, records.Get(parent));
     if (layer.id != id) {
       return Fail(ErrorCode::kInternal, "snapshot {:?}: parent chain changed while listing it", info.name);
     }
-    STRATA_ASSIGN_OR_RETURN(fs::path image, EnsureLayerImage(layout.SnapshotDir(id), layer.info.name));
-    mounts.push_back({.type = "erofs", .source = image.string(), .options = {"ro", "loop"}});
+    parents.push_back({.snapshot_dir = layout.SnapshotDir(id), .uuid_seed = layer.info.name});
     parent = layer.info.parent;
   }
+  STRATA_ASSIGN_OR_RETURN(std::vector<fs::path> images, EnsureLayerImages(parents));
+  for (const fs::path& image : images) mounts.push_back({.type = "erofs", .source = image.string(), .options = {"ro", "loop"}});
   const size_t layers = mounts.size();
   if (view) {
     if (layers == 0) return std::vector<Mount>{{.type = "bind", .source = layout.FsDir(record.id).string(), .options = {"ro", "rbind"}}};
