@@ -43,6 +43,7 @@ class Applier {
     int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return ErrnoFail(errno, "open layer root", root);
     root_.reset(fd);
+    root_path_ = root;
     chown_ = options_.same_owner && ::geteuid() == 0;
     buffer_.resize(kCopyBuffer);
     std::string previous;
@@ -248,10 +249,14 @@ class Applier {
   Status WriteRegular(UniqueFd fd, const std::string& rel, const TarEntry& entry) {
     while (true) {
       auto got = reader_.ReadContent(std::span<char>(buffer_.data(), buffer_.size()));
-      if (!got) return Fail(got.error().WithContext(fmt::format("layer entry {:?}", entry.name)));
+      if (!got) return Fail(got.error().WithContext(fmt::format("layer entry {}", QuotedName(entry.name))));
       if (*got == 0) break;
-      auto written = WriteAll(fd.get(), std::string_view(buffer_.data(), *got));
-      if (!written) return Fail(written.error().WithContext(fmt::format("layer entry {:?}", entry.name)));
+      for (std::string_view data(buffer_.data(), *got); !data.empty();) {
+        const ssize_t n = ::write(fd.get(), data.data(), data.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return SysFail(entry.name, errno, "write", rel);  // ENOSPC names the file
+        data.remove_prefix(static_cast<size_t>(n));
+      }
       stats_.bytes += *got;
     }
     if (chown_ && ::fchown(fd.get(), static_cast<uid_t>(entry.uid), static_cast<gid_t>(entry.gid)) != 0) {
@@ -425,9 +430,16 @@ class Applier {
     return ts;
   }
 
+  // apply_detail::SysFail with the path under the layer root made whole: a failure (ENOSPC
+  // above all) names the file in the store, not just its place in the layer.
+  std::unexpected<Error> SysFail(std::string_view name, int errnum, std::string_view op, std::string_view rel) const {
+    return apply_detail::SysFail(name, errnum, op, (root_path_ / rel).lexically_normal().string());
+  }
+
   TarReader reader_;
   const ApplyOptions& options_;
   UniqueFd root_;
+  fs::path root_path_;
   bool chown_ = false;
   std::vector<char> buffer_;
   ApplyStats stats_;

@@ -4,7 +4,8 @@
 // Path rules (every entry name and hard-link target):
 // - a leading "./" (repeated) is stripped; empty "" and "." components are dropped; a name
 //   that is nothing but "." / "./" means root itself (only a directory entry may name it);
-// - refused: empty names, NUL bytes, absolute names ("/etc/x" is refused, not stripped),
+// - refused: empty names, NUL bytes, names of PATH_MAX (4096) bytes or more or of more
+//   than 512 components (deep nesting), absolute names ("/etc/x" is refused, not stripped),
 //   any ".." component.
 // Resolution: the parent of every entry is opened below a root fd with openat2(2)
 // RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS, falling back to (or, for

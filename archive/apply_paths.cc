@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <climits>
 
 #include <fmt/format.h>
 
@@ -27,18 +28,29 @@ void SetForceNoOpenat2(bool force) { g_force_no_openat2.store(force); }
 
 namespace apply_detail {
 
+std::string QuotedName(std::string_view name) {
+  constexpr size_t kShown = 200;
+  if (name.size() <= kShown) return fmt::format("{:?}", name);
+  return fmt::format("{:?}... ({} bytes)", name.substr(0, kShown), name.size());
+}
+
 std::unexpected<Error> Refuse(std::string_view name, std::string_view reason) {
-  return Fail(ErrorCode::kInvalidArgument, "layer entry {:?}: {}", name, reason);
+  return Fail(ErrorCode::kInvalidArgument, "layer entry {}: {}", QuotedName(name), reason);
 }
 
 std::unexpected<Error> SysFail(std::string_view name, int errnum, std::string_view op, std::string_view path) {
-  return Fail(ErrnoFail(errnum, op, path).error().WithContext(fmt::format("layer entry {:?}", name)));
+  return Fail(ErrnoFail(errnum, op, path).error().WithContext(fmt::format("layer entry {}", QuotedName(name))));
 }
 
 // Applies the name rules of apply.h; `what` names the field in messages ("name", "link target").
 Result<Components> CleanName(std::string_view entry_name, std::string_view raw, std::string_view what) {
   if (raw.empty()) return Refuse(entry_name, fmt::format("empty {}", what));
   if (raw.find('\0') != std::string_view::npos) return Refuse(entry_name, fmt::format("NUL byte in {}", what));
+  // No path the kernel resolves in one call is longer (and no 100,000-level name is read
+  // into components).
+  if (raw.size() >= PATH_MAX) {
+    return Refuse(entry_name, fmt::format("{} is {} bytes, longer than PATH_MAX ({})", what, raw.size(), PATH_MAX));
+  }
   if (raw.front() == '/') return Refuse(entry_name, fmt::format("absolute {} {:?} refused", what, raw));
   Components out;
   size_t pos = 0;
@@ -50,6 +62,10 @@ Result<Components> CleanName(std::string_view entry_name, std::string_view raw, 
     if (comp.empty() || comp == ".") continue;
     if (comp == "..") return Refuse(entry_name, fmt::format("\"..\" component in {} {:?}", what, raw));
     out.emplace_back(comp);
+  }
+  if (out.size() > kMaxPathDepth) {
+    return Refuse(entry_name, fmt::format("{} is {} levels deep, deeper than the {} a layer may nest", what, out.size(),
+                                          kMaxPathDepth));
   }
   return out;
 }

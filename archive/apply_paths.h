@@ -13,15 +13,26 @@
 
 namespace strata::archive::apply_detail {
 
+// An entry name for messages: quoted, cut after 200 bytes (with its length) so a hostile
+// 200 KB name does not become a 200 KB error.
+std::string QuotedName(std::string_view name);
 // InvalidArgument "layer entry <name>: <reason>".
 std::unexpected<Error> Refuse(std::string_view name, std::string_view reason);
 // ErrnoFail(errnum, op, path) with the context "layer entry <name>".
 std::unexpected<Error> SysFail(std::string_view name, int errnum, std::string_view op, std::string_view path);
 
+// The deepest name a layer may have, in components. Real trees stay far below (deep
+// node_modules reach ~50); every walk of a snapshot (usage, removal) holds an open
+// directory per level, and std::filesystem's walks hold each level's full path, so depth
+// costs fds and memory (a pull of 2000 levels peaked at 292 MiB, mostly the usage walk
+// at commit). 512 keeps such walks within a 1024-fd limit and a few MiB.
+inline constexpr size_t kMaxPathDepth = 512;
+
 // A cleaned relative path: its components, none empty, ".", or "..". Empty = root itself.
 using Components = std::vector<std::string>;
 
-// Applies the name rules of apply.h to `raw` (refusing empty, NUL, absolute, ".."); `what`
+// Applies the name rules of apply.h to `raw` (refusing empty, NUL, absolute, "..",
+// PATH_MAX bytes or more, more than kMaxPathDepth components); `what`
 // names the field in messages ("name", "hard link target"), `entry_name` the entry.
 Result<Components> CleanName(std::string_view entry_name, std::string_view raw, std::string_view what);
 

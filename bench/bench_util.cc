@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -252,6 +253,32 @@ void StopChild(pid_t& pid, std::chrono::milliseconds grace) {
   pid = -1;
 }
 
+Result<MeasuredRun> RunMeasured(const std::vector<std::string>& args, const std::filesystem::path& stdout_path,
+                                const std::filesystem::path& stderr_log) {
+  STRATA_ASSIGN_OR_RETURN(UniqueFd out, OpenFile(stdout_path, O_WRONLY | O_CREAT | O_TRUNC));
+  STRATA_ASSIGN_OR_RETURN(UniqueFd err, OpenFile(stderr_log, O_WRONLY | O_CREAT | O_APPEND));
+  const auto start = std::chrono::steady_clock::now();
+  const std::optional<pid_t> pid = SpawnWithOutput(args, out.get(), err.get());
+  if (!pid) return Fail(ErrorCode::kInternal, "cannot start {}", args.empty() ? "nothing" : args[0]);
+  MeasuredRun run;
+  rusage usage{};
+  while (::wait4(*pid, &run.wait_status, 0, &usage) < 0) {
+    if (errno != EINTR) return ErrnoFail(errno, "wait4");
+  }
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  run.peak_rss_kib = static_cast<uint64_t>(usage.ru_maxrss);
+  run.succeeded = WIFEXITED(run.wait_status) && WEXITSTATUS(run.wait_status) == 0;
+  return run;
+}
+
+uint64_t VmHwmKib(pid_t pid) {
+  Result<std::string> status = ReadFile(fmt::format("/proc/{}/status", pid));
+  if (!status) return 0;
+  const size_t at = status->find("VmHWM:");
+  if (at == std::string::npos) return 0;
+  return std::strtoull(status->c_str() + at + 6, nullptr, 10);
+}
+
 std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args) {
   if (args.empty()) return std::nullopt;
   int pipe_fds[2];
@@ -298,6 +325,24 @@ std::string MarkdownTable::Render() const {
     out += "\n";
   }
   return out;
+}
+
+void PeakRssTable::Add(std::string operation, std::string program, const Samples& megabytes,
+                       std::string measured_as) {
+  if (megabytes.count() == 0) return;
+  rows_.push_back({std::move(operation), std::move(program),
+                   fmt::format("{:.0f} ({:.0f}-{:.0f})", megabytes.Median(), megabytes.Min(), megabytes.Max()),
+                   std::move(measured_as)});
+}
+
+std::string PeakRssTable::Render() const {
+  if (rows_.empty()) return {};
+  MarkdownTable table({{"operation", MarkdownTable::Align::kLeft},
+                       {"program", MarkdownTable::Align::kLeft},
+                       {"peak RSS MB, median (min-max)"},
+                       {"measured as", MarkdownTable::Align::kLeft}});
+  for (const Row& row : rows_) table.AddRow({row.operation, row.program, row.value, row.measured_as});
+  return "### Peak RSS\n\n" + table.Render();
 }
 
 }  // namespace strata::bench

@@ -149,6 +149,27 @@ pid_t SpawnTiedToThread(const std::vector<std::string>& args, int log_fd);
 // passed, and reaps it; then sets `pid` to -1. No other process is ever signalled.
 void StopChild(pid_t& pid, std::chrono::milliseconds grace);
 
+// One finished child process.
+struct MeasuredRun {
+  double seconds = 0;        // wall clock, spawn to reap
+  uint64_t peak_rss_kib = 0; // ru_maxrss from wait4: the child's own peak (not its children's)
+  bool succeeded = false;    // exited with status 0
+  int wait_status = 0;
+};
+
+// Runs args (argv[0] looked up in PATH) with stdout to `stdout_path` (truncated) and stderr
+// appended to `stderr_log`; times it and reaps it with wait4. Internal only when it cannot
+// be started; a non-zero exit is reported in the result, not as an error.
+Result<MeasuredRun> RunMeasured(const std::vector<std::string>& args, const std::filesystem::path& stdout_path,
+                                const std::filesystem::path& stderr_log);
+
+// VmHWM of the live process `pid` (its peak RSS so far, from /proc/PID/status) in KiB; 0 when
+// it cannot be read (gone, or not ours to see). For daemons, which are not reaped by wait4.
+uint64_t VmHwmKib(pid_t pid);
+
+// KiB to MB (10^6 bytes), as the reports print RSS.
+inline double KibToMb(uint64_t kib) { return static_cast<double>(kib) * 1024.0 / 1e6; }
+
 // Runs argv[0] (looked up in PATH) with stdout captured and stdin/stderr inherited;
 // nullopt when the program cannot be started or does not exit with status 0.
 std::optional<std::string> RunCapturingStdout(const std::vector<std::string>& args);
@@ -186,6 +207,24 @@ class MarkdownTable {
  private:
   std::vector<Column> columns_;
   std::vector<std::vector<std::string>> rows_;
+};
+
+// The peak RSS table every benchmark prints in the same shape, so scripts/bench_report.py can
+// gather them all: a "### Peak RSS" heading, then
+//   | operation | program | peak RSS MB, median (min-max) | measured as |
+class PeakRssTable {
+ public:
+  // `megabytes`: one sample per run (MB = 10^6 bytes); rows without samples are skipped.
+  // `measured_as` says whose and how ("ru_maxrss of the command", "VmHWM of the daemon").
+  void Add(std::string operation, std::string program, const Samples& megabytes, std::string measured_as);
+  // "" when no row has samples.
+  std::string Render() const;
+
+ private:
+  struct Row {
+    std::string operation, program, value, measured_as;
+  };
+  std::vector<Row> rows_;
 };
 
 }  // namespace strata::bench

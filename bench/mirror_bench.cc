@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -114,6 +115,9 @@ int Run(const Options& options) {
       c.samples.Add(seconds);
     }
   }
+  // Peak RSS since start: strata serve only served; docker-registry also took the push.
+  const uint64_t strata_rss_kib = bench::VmHwmKib(server);
+  const uint64_t registry_rss_kib = bench::VmHwmKib((*registry)->pid());
   bench::StopChild(server, std::chrono::seconds(5));
   ::close(log_fd);
 
@@ -132,6 +136,17 @@ int Run(const Options& options) {
   const double ratio = contenders[1].samples.Median() / contenders[0].samples.Median();
   fmt::print("{}\nstrata / docker-registry throughput: {:.2f}x (target >= 1.0: {})\n", table.Render(), ratio,
              ratio >= 1.0 ? "met" : "NOT met");
+  bench::PeakRssTable memory;
+  const std::string operation = fmt::format("serve {} MiB image to skopeo, {} rounds", options.size_mib, options.rounds);
+  for (const auto& [name, kib, how] :
+       {std::tuple{contenders[0].name, strata_rss_kib, "VmHWM of the server at its stop"},
+        std::tuple{contenders[1].name, registry_rss_kib, "VmHWM of the server at the end (it also took the push)"}}) {
+    if (kib == 0) continue;
+    bench::Samples rss;
+    rss.Add(bench::KibToMb(kib));
+    memory.Add(operation, name, rss, how);
+  }
+  fmt::print("\n{}", memory.Render());
   return ratio >= 1.0 ? 0 : 1;
 }
 

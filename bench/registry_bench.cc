@@ -96,26 +96,35 @@ struct Contest {
   bench::TestImage image;
   bench::Samples strata;
   bench::Samples skopeo;
+  bench::Samples strata_rss_mb;  // peak RSS (ru_maxrss) of each run
+  bench::Samples skopeo_rss_mb;
   std::optional<Error> error;  // set: a run failed; the contest stops
 };
 
+// What one timed run of a tool gives.
+struct TimedRun {
+  double seconds = 0;
+  double peak_rss_mb = 0;
+};
+
 // Runs `rounds` rounds of `run(tool, round)` (untimed setup, one timed run, cleanup; returns
-// the timed seconds), strata first in even rounds and skopeo first in odd ones.
-void RunRounds(Contest& contest, int rounds, const std::function<Result<double>(Tool, int)>& run) {
+// the timed run), strata first in even rounds and skopeo first in odd ones.
+void RunRounds(Contest& contest, int rounds, const std::function<Result<TimedRun>(Tool, int)>& run) {
   for (int round = 0; round < rounds && !contest.error; ++round) {
     const Tool first = round % 2 == 0 ? Tool::kStrata : Tool::kSkopeo;
     for (const Tool tool : {first, first == Tool::kStrata ? Tool::kSkopeo : Tool::kStrata}) {
       const char* name = tool == Tool::kStrata ? "strata" : "skopeo";
       std::fprintf(stderr, "%s %zuMB round %d/%d: %s...", contest.operation.c_str(), contest.size_mib, round + 1,
                    rounds, name);
-      Result<double> seconds = run(tool, round);
-      if (!seconds) {
-        std::fprintf(stderr, " FAILED\n%s\n", seconds.error().ToString().c_str());
-        contest.error = seconds.error().WithContext(fmt::format("{} {} {}MB", name, contest.operation, contest.size_mib));
+      Result<TimedRun> timed = run(tool, round);
+      if (!timed) {
+        std::fprintf(stderr, " FAILED\n%s\n", timed.error().ToString().c_str());
+        contest.error = timed.error().WithContext(fmt::format("{} {} {}MB", name, contest.operation, contest.size_mib));
         return;
       }
-      std::fprintf(stderr, " %.2f s\n", *seconds);
-      (tool == Tool::kStrata ? contest.strata : contest.skopeo).Add(*seconds);
+      std::fprintf(stderr, " %.2f s, %.0f MB peak RSS\n", timed->seconds, timed->peak_rss_mb);
+      (tool == Tool::kStrata ? contest.strata : contest.skopeo).Add(timed->seconds);
+      (tool == Tool::kStrata ? contest.strata_rss_mb : contest.skopeo_rss_mb).Add(timed->peak_rss_mb);
     }
   }
 }
@@ -141,32 +150,35 @@ struct Bench {
 };
 
 // Times one `strata ... -q` command; checks it printed the image's manifest digest.
-Result<double> TimeStrata(const std::vector<std::string>& args, const Digest& expected) {
-  std::optional<std::string> output;
-  const double seconds = bench::TimeSeconds([&] { output = bench::RunCapturingStdout(args); });
-  if (!output) return Fail(ErrorCode::kInternal, "`{}` failed", fmt::join(args, " "));
-  if (output->find(expected.hex()) == std::string::npos) {
-    return Fail(ErrorCode::kInternal, "`{}` printed {:?}, expected {}", fmt::join(args, " "), *output,
+Result<TimedRun> TimeStrata(const Bench& bench, const std::vector<std::string>& args, const Digest& expected) {
+  const fs::path out = bench.work / "strata.out";
+  STRATA_ASSIGN_OR_RETURN(const bench::MeasuredRun run, bench::RunMeasured(args, out, bench.log));
+  if (!run.succeeded) {
+    return Fail(ErrorCode::kInternal, "`{}` failed (status {:#x}): {}", fmt::join(args, " "), run.wait_status,
+                bench.LogTail());
+  }
+  const std::string output = ReadFile(out).value_or("");
+  if (output.find(expected.hex()) == std::string::npos) {
+    return Fail(ErrorCode::kInternal, "`{}` printed {:?}, expected {}", fmt::join(args, " "), output,
                 expected.ToString());
   }
-  return seconds;
+  return TimedRun{.seconds = run.seconds, .peak_rss_mb = bench::KibToMb(run.peak_rss_kib)};
 }
 
-Result<double> TimeSkopeo(const Bench& bench, const std::vector<std::string>& args) {
-  bool ok = false;
-  const double seconds = bench::TimeSeconds([&] { ok = bench::RunLogged(args, bench.log); });
-  if (!ok) return Fail(ErrorCode::kInternal, "`{}` failed: {}", fmt::join(args, " "), bench.LogTail());
-  return seconds;
+Result<TimedRun> TimeSkopeo(const Bench& bench, const std::vector<std::string>& args) {
+  STRATA_ASSIGN_OR_RETURN(const bench::MeasuredRun run, bench::RunMeasured(args, bench.work / "skopeo.out", bench.log));
+  if (!run.succeeded) return Fail(ErrorCode::kInternal, "`{}` failed: {}", fmt::join(args, " "), bench.LogTail());
+  return TimedRun{.seconds = run.seconds, .peak_rss_mb = bench::KibToMb(run.peak_rss_kib)};
 }
 
-Result<double> RunPull(const Bench& bench, const Contest& contest, Tool tool, int round) {
+Result<TimedRun> RunPull(const Bench& bench, const Contest& contest, Tool tool, int round) {
   const fs::path dest = bench.work / fmt::format("pulled-{}-{}", contest.size_mib, round);
   bench::EnsureTreeCached(bench.source->storage_dir());
   RemoveAndSync(dest);
   const std::string ref = bench.SourceRef(contest.size_mib);
-  Result<double> seconds =
+  Result<TimedRun> seconds =
       tool == Tool::kStrata
-          ? TimeStrata({bench.options.strata.native(), "--root", dest.native(), "pull", "--no-unpack", "-q", ref},
+          ? TimeStrata(bench, {bench.options.strata.native(), "--root", dest.native(), "pull", "--no-unpack", "-q", ref},
                        contest.image.manifest_digest)
           : TimeSkopeo(bench, {"skopeo", "copy", "-q", "--src-tls-verify=false", "docker://" + ref,
                                "oci:" + dest.native() + ":1"});
@@ -181,7 +193,7 @@ Result<double> RunPull(const Bench& bench, const Contest& contest, Tool tool, in
   return seconds;
 }
 
-Result<double> RunPush(const Bench& bench, const Contest& contest, Tool tool, int round) {
+Result<TimedRun> RunPush(const Bench& bench, const Contest& contest, Tool tool, int round) {
   const fs::path source = tool == Tool::kStrata ? bench.PushStore() : bench.Layout(contest.size_mib);
   bench::EnsureTreeCached(source);
   // A new, empty registry per run: no blob is there already, no mount can help.
@@ -190,9 +202,9 @@ Result<double> RunPush(const Bench& bench, const Contest& contest, Tool tool, in
       bench::LoopbackRegistry::Start(bench.work / fmt::format("push-registry-{}-{}", contest.size_mib, round)));
   ::sync();
   const std::string dest = target->host() + "/bench/pushed:1";
-  Result<double> seconds =
+  Result<TimedRun> seconds =
       tool == Tool::kStrata
-          ? TimeStrata({bench.options.strata.native(), "--root", source.native(), "push", "-q",
+          ? TimeStrata(bench, {bench.options.strata.native(), "--root", source.native(), "push", "-q",
                         bench.SourceRef(contest.size_mib), dest},
                        contest.image.manifest_digest)
           : TimeSkopeo(bench, {"skopeo", "copy", "-q", "--dest-tls-verify=false", "oci:" + source.native() + ":1",
@@ -336,6 +348,17 @@ int Run(Options options) {
   } else {
     ok = Report("push", pushes, kPushTarget) && ok;
   }
+  bench::PeakRssTable memory;
+  for (const std::vector<Contest>* contests : {&pulls, &pushes}) {
+    for (const Contest& c : *contests) {
+      const std::string operation =
+          fmt::format("{} img{}", c.operation == "pull" ? "fetch (pull --no-unpack)" : "push", c.size_mib);
+      memory.Add(operation, c.operation == "pull" ? "strata pull --no-unpack" : "strata push", c.strata_rss_mb,
+                 "ru_maxrss of the command");
+      memory.Add(operation, "skopeo copy", c.skopeo_rss_mb, "ru_maxrss of the command");
+    }
+  }
+  fmt::print("\n{}", memory.Render());
   return ok ? 0 : 1;
 }
 

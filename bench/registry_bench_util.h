@@ -40,6 +40,7 @@ class LoopbackRegistry {
   // "127.0.0.1:<port>".
   std::string host() const;
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }  // -1 once stopped
   const std::filesystem::path& storage_dir() const { return storage_dir_; }
 
  private:

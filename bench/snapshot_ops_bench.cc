@@ -351,13 +351,7 @@ double ProcessCpuSeconds(pid_t pid) {
 }
 
 // VmHWM of a process in MB, 0 when unknown.
-double PeakRssMb(pid_t pid) {
-  Result<std::string> status = ReadFile(fmt::format("/proc/{}/status", pid));
-  if (!status) return 0;
-  const size_t at = status->find("VmHWM:");
-  if (at == std::string::npos) return 0;
-  return static_cast<double>(std::strtoull(status->c_str() + at + 6, nullptr, 10)) * 1024.0 / 1e6;
-}
+double PeakRssMb(pid_t pid) { return bench::KibToMb(bench::VmHwmKib(pid)); }
 
 // Waits until `done()` holds and the daemon's CPU time has not moved for 300 ms (its
 // deferred work done), at most 20 s. Returns the seconds waited.
@@ -638,10 +632,19 @@ bool Report(const std::vector<std::unique_ptr<Server>>& servers, const Options& 
       ok = false;
     }
   }
+  bench::PeakRssTable memory;
+  for (const auto& server : servers) {
+    if (server->peak_rss_mb <= 0) continue;
+    bench::Samples rss;
+    rss.Add(server->peak_rss_mb);
+    memory.Add(fmt::format("snapshot ops ({} rounds x {} cycles x {} workloads)", options.rounds, options.cycles,
+                           kWorkloadCount),
+               server->name == "strata" ? "strata serve" : "containerd", rss, "VmHWM of the daemon at its stop");
+  }
   fmt::print("### Cycles per second ({} cycles per batch, medians over {} rounds)\n\n{}\n"
              "### Per call (client-side mean µs per call); daemon CPU over batch + settle + Cleanup; snapshot "
-             "dirs left once settled (base included) and the Cleanup that reclaims them\n\n{}\n{}",
-             options.cycles, options.rounds, throughput.Render(), detail.Render(), lines);
+             "dirs left once settled (base included) and the Cleanup that reclaims them\n\n{}\n{}\n{}",
+             options.cycles, options.rounds, throughput.Render(), detail.Render(), memory.Render(), lines);
   return ok;
 }
 

@@ -556,11 +556,15 @@ class UnionMount {
   UnionMount& operator=(const UnionMount&) = delete;
 
   const std::vector<pid_t>& daemon_pids() const { return daemon_pids_; }
+  // The FUSE daemon's peak RSS (VmHWM, summed over its processes) as Unmount found it just
+  // before unmounting; 0 for the kernel or before Unmount.
+  uint64_t daemon_peak_rss_kib() const { return daemon_peak_rss_kib_; }
 
   // umount (lazily if still busy after 2 s); then waits up to 10 s for the daemon to exit.
   Status Unmount() {
     if (!mounted_) return {};
     mounted_ = false;
+    for (const pid_t pid : daemon_pids_) daemon_peak_rss_kib_ += bench::VmHwmKib(pid);
     Status status;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     while (::umount2(mountpoint_.c_str(), 0) != 0) {
@@ -588,6 +592,7 @@ class UnionMount {
   explicit UnionMount(fs::path mountpoint) : mountpoint_(std::move(mountpoint)) {}
   fs::path mountpoint_;
   std::vector<pid_t> daemon_pids_;
+  uint64_t daemon_peak_rss_kib_ = 0;
   bool mounted_ = false;
 };
 
@@ -649,6 +654,7 @@ struct Bench {
 struct RunResult {
   double seconds = 0;
   std::string check;  // e.g. "6987 entries, 201.3 MB": equal across programs
+  double daemon_peak_rss_mb = 0;  // FUSE programs: the daemon's VmHWM before umount
 };
 
 // The untimed preparation of a warm run.
@@ -743,6 +749,7 @@ Result<RunResult> RunOnce(Bench& bench, const Program& program, Workload workloa
     if (!check) return Fail(check.error());
     result.check = *check;
     STRATA_RETURN_IF_ERROR(mount->Unmount());
+    result.daemon_peak_rss_mb = bench::KibToMb(mount->daemon_peak_rss_kib());
   }
   scratch.reset();
   STRATA_RETURN_IF_ERROR(bench::RemoveTree(dir));
@@ -755,6 +762,7 @@ struct ProgramResults {
   Program program;
   std::array<bench::Samples, kWorkloadCount> seconds;
   std::array<std::string, kWorkloadCount> checks;
+  std::array<bench::Samples, kWorkloadCount> daemon_rss_mb;  // FUSE programs only
   // A workload that failed once is not run again for this program; the others go on.
   std::array<std::optional<Error>, kWorkloadCount> errors;
 };
@@ -819,6 +827,14 @@ void Report(const std::vector<ProgramResults>& results, const Bench& bench) {
     }
   }
   fmt::print("{}", checks);
+  bench::PeakRssTable memory;
+  for (int w = 0; w < kWorkloadCount; ++w) {
+    for (const auto& r : results) {
+      memory.Add("union view: " + WorkloadName(static_cast<Workload>(w), bench.options), r.program.title,
+                 r.daemon_rss_mb[w], "VmHWM of the FUSE daemon before umount");
+    }
+  }
+  if (const std::string rendered = memory.Render(); !rendered.empty()) fmt::print("\n{}\n", rendered);
   for (const auto& r : results) {
     for (int w = 0; w < kWorkloadCount; ++w) {
       if (r.errors[w]) fmt::print("{}: {}: FAILED: {}\n", r.program.title, kWorkloadNames[w], r.errors[w]->ToString());
@@ -845,6 +861,7 @@ void RunRounds(Bench& bench, std::vector<ProgramResults>& results) {
         }
         r.seconds[w].Add(run->seconds);
         r.checks[w] = run->check;
+        if (run->daemon_peak_rss_mb > 0) r.daemon_rss_mb[w].Add(run->daemon_peak_rss_mb);
         std::fprintf(stderr, " %.3f s (%s)\n", run->seconds, run->check.c_str());
       }
     }

@@ -11,8 +11,10 @@
 //               unpack should not fall behind.
 //
 // Images (built once, cached under --cache-dir): "minbase", a Debian 12 debootstrap
-// --variant=minbase rootfs packed as one gzip layer, and "3layer", ~190 MiB of generated,
-// deterministic gzip layers of many small and medium files (~2:1). Each is pushed with skopeo
+// --variant=minbase rootfs packed as one gzip layer; "3layer", ~190 MiB of generated,
+// deterministic gzip layers of many small and medium files (~2:1); "40layer", ~120 MiB of
+// the same kind of content in 40 layers of very different sizes (a long Dockerfile: per-layer
+// costs count). Each is pushed with skopeo
 // into one loopback docker-registry, untimed.
 // Every run starts from fresh state (new store, new containerd, new directory; by default on a
 // freshly made loop-mounted ext4 of its own, see ScratchFilesystem; --fresh-fs 0 keeps it
@@ -22,7 +24,7 @@
 // Peak RSS is the measured process's ru_maxrss (wait4); for containerd, the daemon's VmHWM
 // is reported too, since it does the unpacking.
 //
-//   strata-bench-unpack [--rounds N] [--images minbase,3layer] [--strata PATH]
+//   strata-bench-unpack [--rounds N] [--images minbase,3layer,40layer] [--strata PATH]
 //                       [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]
 // Needs root (drop_caches, containerd, overlay mounts). Everything temporary lives in a fresh
 // directory under --work-dir (default $TMPDIR or /tmp), removed at the end with any mount
@@ -62,10 +64,13 @@ constexpr double kRssTargetMb = 100.0;     // strata peak RSS, MB
 constexpr std::string_view kRootfsTarball = "debian12-minbase-rootfs.tar";
 constexpr size_t kThreeLayerMib = 190;
 constexpr uint64_t kThreeLayerSeed = 3;
+constexpr int kManyLayers = 40;
+constexpr size_t kManyLayerMib = 120;
+constexpr uint64_t kManyLayerSeed = 40;
 
 struct Options {
   int rounds = 5;
-  std::vector<std::string> images = {"minbase", "3layer"};
+  std::vector<std::string> images = {"minbase", "3layer", "40layer"};
   fs::path strata;
   fs::path cache_dir = "/var/tmp/strata-bench-cache";
   fs::path work_dir;  // empty: $TMPDIR or /tmp
@@ -75,13 +80,14 @@ struct Options {
 Options ParseOptions(int argc, char** argv) {
   const bench::CommandLine command_line(
       "strata-bench-unpack",
-      "[--rounds N] [--images minbase,3layer] [--strata PATH] [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]");
+      "[--rounds N] [--images minbase,3layer,40layer] [--strata PATH] [--cache-dir DIR] [--work-dir DIR] "
+      "[--fresh-fs 1|0]");
   Options options;
   command_line.Parse(argc, argv, [&](std::string_view flag, std::string_view value) {
     if (flag == "--rounds") {
       options.rounds = command_line.Positive<int>(flag, value);
     } else if (flag == "--images") {
-      options.images = command_line.Choices(flag, value, {"minbase", "3layer"});
+      options.images = command_line.Choices(flag, value, {"minbase", "3layer", "40layer"});
     } else if (flag == "--strata") {
       options.strata = fs::path(value);
     } else if (flag == "--cache-dir") {
@@ -112,8 +118,7 @@ std::string_view PeerName(Peer peer) {
   return "?";
 }
 
-// MB (10^6 bytes) from KiB.
-double KibToMb(uint64_t kib) { return static_cast<double>(kib) * 1024.0 / 1e6; }
+using bench::KibToMb;
 
 // One peer's results on one image.
 struct PeerResults {
@@ -142,8 +147,9 @@ struct Bench {
   std::string LogTail() const { return bench::FileTail(log); }
 };
 
-// Where one run keeps its state: `name` on a fresh filesystem of its own (kept alive by
-// the returned holder), or `name` in the work dir with --fresh-fs 0.
+// Where one run keeps its state: "state" on a fresh filesystem of its own at fs-`name` (kept
+// alive by the returned holder), or `name` in the work dir with --fresh-fs 0. (Short: the
+// containerd's sockets live in it, and a unix socket path must stay under 108 bytes.)
 struct RunState {
   std::unique_ptr<bench::ScratchFilesystem> filesystem;
   fs::path dir;
@@ -153,7 +159,7 @@ Result<RunState> PrepareRunState(const Bench& bench, const std::string& name) {
   if (bench.options.fresh_fs) {
     STRATA_ASSIGN_OR_RETURN(state.filesystem,
                             bench::ScratchFilesystem::Create(bench.work / ("fs-" + name), 8ULL << 30, bench.log));
-    state.dir = state.filesystem->mountpoint() / name;
+    state.dir = state.filesystem->mountpoint() / "state";
   } else {
     state.dir = bench.work / name;
     STRATA_RETURN_IF_ERROR(bench::RemoveTree(state.dir));
@@ -336,7 +342,9 @@ Result<fs::path> EnsureRootfsTarball(const Bench& bench) {
 
 fs::path CachedLayout(const Options& options, std::string_view image) {
   // The suffix names the generator version: bump it when the generated content changes.
-  return options.cache_dir / (image == "minbase" ? "layout-minbase-v1" : fmt::format("layout-3layer-{}-v2", kThreeLayerMib));
+  if (image == "minbase") return options.cache_dir / "layout-minbase-v1";
+  if (image == "40layer") return options.cache_dir / fmt::format("layout-{}layer-{}-v1", kManyLayers, kManyLayerMib);
+  return options.cache_dir / fmt::format("layout-3layer-{}-v2", kThreeLayerMib);
 }
 
 // The image's OCI layout in the cache, built when missing (into a temp dir, then renamed).
@@ -352,6 +360,8 @@ Result<bench::LayoutImage> EnsureLayout(const Bench& bench, std::string_view ima
   if (image == "minbase") {
     STRATA_ASSIGN_OR_RETURN(const fs::path tarball, EnsureRootfsTarball(bench));
     built = bench::WriteSingleLayerLayout(partial, tarball);
+  } else if (image == "40layer") {
+    built = bench::WriteManyLayerLayout(partial, kManyLayers, kManyLayerMib, kManyLayerSeed);
   } else {
     built = bench::WriteThreeLayerLayout(partial, kThreeLayerMib, kThreeLayerSeed);
   }
@@ -418,11 +428,7 @@ bool Report(const std::vector<Contest>& contests) {
                               {"ctr/strata"},
                               {"skopeo/strata"},
                               {"strata MB/s (gzip)"}});
-  bench::MarkdownTable memory({{"image", Align::kLeft},
-                               {"strata peak RSS MB, median (max)"},
-                               {"skopeo peak RSS MB"},
-                               {"ctr client peak RSS MB"},
-                               {"containerd daemon VmHWM MB"}});
+  bench::PeakRssTable memory;
   std::string lines;
   bool ok = true;
   for (const Contest& c : contests) {
@@ -437,11 +443,12 @@ bool Report(const std::vector<Contest>& contests) {
     times.AddRow({ImageLabel(c), MedianAndRange(strata.seconds), MedianAndRange(containerd.seconds),
                   MedianAndRange(skopeo.seconds), Ratio(containerd, strata), Ratio(skopeo, strata),
                   strata.seconds.count() ? fmt::format("{:.0f}", gzip_mb / strata.seconds.Median()) : "n/a"});
-    memory.AddRow({ImageLabel(c),
-                   strata.rss_mb.count() ? fmt::format("{:.0f} ({:.0f})", strata.rss_mb.Median(), strata.rss_mb.Max())
-                                         : "n/a",
-                   MedianAndRange(skopeo.rss_mb, 0), MedianAndRange(containerd.rss_mb, 0),
-                   MedianAndRange(containerd.daemon_rss_mb, 0)});
+    const std::string operation = "pull + unpack " + ImageLabel(c);
+    memory.Add(operation, "strata pull", strata.rss_mb, "ru_maxrss of the command");
+    memory.Add(operation, "ctr images pull (client)", containerd.rss_mb, "ru_maxrss of the command");
+    memory.Add(operation, "containerd (daemon, unpacks)", containerd.daemon_rss_mb,
+               "VmHWM of the daemon after the pull");
+    memory.Add(operation, "skopeo copy (fetch only)", skopeo.rss_mb, "ru_maxrss of the command");
     for (const Peer peer : kPeers) {
       const PeerResults& r = c.peers[static_cast<int>(peer)];
       if (r.error) {
@@ -467,8 +474,8 @@ bool Report(const std::vector<Contest>& contests) {
                            strata.rss_mb.Max(), kRssTargetMb, strata.rss_mb.Max() < kRssTargetMb ? "met" : "NOT met");
     }
   }
-  fmt::print("### Images\n\n{}\n### Cold pull + unpack, wall seconds\n\n{}\n### Peak RSS\n\n{}\n{}", sizes.Render(),
-             times.Render(), memory.Render(), lines);
+  fmt::print("### Images\n\n{}\n### Cold pull + unpack, wall seconds\n\n{}\n{}\n{}", sizes.Render(), times.Render(),
+             memory.Render(), lines);
   return ok;
 }
 

@@ -88,10 +88,19 @@ Status WriteDirs(archive::TarWriter& tar, std::vector<std::string>& written, con
   return {};
 }
 
-// One generated layer; `base_files` collects (layer 0) or uses (layer 2) paths of base files.
+// What a generated layer does to the base layer's files besides adding its own.
+struct BaseEdits {
+  bool collect = false;  // this is the base: remember every 97th file in `base_files`
+  // Whiteouts (every third) and symlinks (the others) for base_files[begin, end).
+  size_t begin = 0;
+  size_t end = 0;
+};
+
+// One generated layer; `base_files` collects or is edited as `edits` says.
 Result<GzipLayer> WriteGeneratedLayer(const fs::path& blobs, int index, const LayerPlan& plan,
                                                      uint64_t target_bytes, SeededRandom& random,
-                                                     std::vector<std::string>& base_files, LayoutImage& image) {
+                                                     std::vector<std::string>& base_files, const BaseEdits& edits,
+                                                     LayoutImage& image) {
   const fs::path partial = blobs / fmt::format("partial-{}", index);
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<GzipBlobWriter> gzip, GzipBlobWriter::Open(partial, kGzipLevel));
   archive::TarWriter tar([&](std::string_view bytes) { return gzip->Write(bytes); });
@@ -116,11 +125,11 @@ Result<GzipLayer> WriteGeneratedLayer(const fs::path& blobs, int index, const La
         WriteMixedContent(random, size, kMix, block, [&](std::string_view data) { return tar.WriteData(data); }));
     image.file_bytes += size;
     ++image.entries;
-    if (index == 0 && file % 97 == 0) base_files.push_back(name);
+    if (edits.collect && file % 97 == 0) base_files.push_back(name);
   }
-  if (index == 2) {
+  {
     // Like an app layer on a base: delete some base files, link to others.
-    for (size_t i = 0; i < base_files.size(); ++i) {
+    for (size_t i = edits.begin; i < std::min(edits.end, base_files.size()); ++i) {
       const fs::path victim(base_files[i]);
       if (i % 3 == 0) {
         STRATA_RETURN_IF_ERROR(WriteDirs(tar, dirs, victim.parent_path().native()));
@@ -145,24 +154,6 @@ Result<GzipLayer> WriteGeneratedLayer(const fs::path& blobs, int index, const La
 }
 
 }  // namespace
-
-Result<MeasuredRun> RunMeasured(const std::vector<std::string>& args, const fs::path& stdout_path,
-                                const fs::path& stderr_log) {
-  STRATA_ASSIGN_OR_RETURN(UniqueFd out, OpenFile(stdout_path, O_WRONLY | O_CREAT | O_TRUNC));
-  STRATA_ASSIGN_OR_RETURN(UniqueFd err, OpenFile(stderr_log, O_WRONLY | O_CREAT | O_APPEND));
-  const auto start = Clock::now();
-  const std::optional<pid_t> pid = SpawnWithOutput(args, out.get(), err.get());
-  if (!pid) return Fail(ErrorCode::kInternal, "cannot start {}", args.empty() ? "nothing" : args[0]);
-  MeasuredRun run;
-  rusage usage{};
-  while (::wait4(*pid, &run.wait_status, 0, &usage) < 0) {
-    if (errno != EINTR) return ErrnoFail(errno, "wait4");
-  }
-  run.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  run.peak_rss_kib = static_cast<uint64_t>(usage.ru_maxrss);
-  run.succeeded = WIFEXITED(run.wait_status) && WEXITSTATUS(run.wait_status) == 0;
-  return run;
-}
 
 Status DropCaches() {
   ::sync();
@@ -277,11 +268,49 @@ Result<LayoutImage> WriteThreeLayerLayout(const fs::path& layout, size_t compres
   std::vector<GzipLayer> layers;
   for (size_t i = 0; i < plans.size(); ++i) {
     const auto target = static_cast<uint64_t>(plans[i].share * static_cast<double>(compressed_mib * kMiB));
-    STRATA_ASSIGN_OR_RETURN(GzipLayer layer,
-                            WriteGeneratedLayer(blobs, static_cast<int>(i), plans[i], target, random, base_files, image));
+    const BaseEdits edits{.collect = i == 0, .begin = 0, .end = i == 2 ? base_files.size() : 0};
+    STRATA_ASSIGN_OR_RETURN(GzipLayer layer, WriteGeneratedLayer(blobs, static_cast<int>(i), plans[i], target, random,
+                                                                 base_files, edits, image));
     layers.push_back(layer);
   }
   STRATA_RETURN_IF_ERROR(FinishLayout(layout, layers, kContainerConfig, image));
+  return image;
+}
+
+Result<LayoutImage> WriteManyLayerLayout(const fs::path& layout, int layers, size_t compressed_mib, uint64_t seed) {
+  const fs::path blobs = layout / "blobs" / "sha256";
+  STRATA_RETURN_IF_ERROR(MakeDirs(blobs));
+  SeededRandom random(seed);
+  // The base takes a third; the others share the rest by log-uniform weights (1-200), so
+  // most are small and a few are large, as the RUN/COPY steps of a long Dockerfile are.
+  constexpr double kBaseShare = 0.35;
+  std::vector<double> weights(static_cast<size_t>(layers), 0);
+  double weight_sum = 0;
+  for (size_t i = 1; i < weights.size(); ++i) weight_sum += weights[i] = static_cast<double>(random.LogUniform(1, 200));
+  const double budget = static_cast<double>(compressed_mib * kMiB);
+  LayoutImage image;
+  std::vector<std::string> base_files;
+  std::vector<GzipLayer> written;
+  for (int i = 0; i < layers; ++i) {
+    const double share = i == 0 ? kBaseShare : (1 - kBaseShare) * weights[static_cast<size_t>(i)] / weight_sum;
+    // Small layers: config and scripts; larger ones: libraries, modules and app bundles.
+    LayerPlan plan = i == 0 ? LayerPlan{"usr/share/base", share, 0.90, 0.095, 128, 16 * 1024, 256 * 1024, 2 * kMiB}
+                            : LayerPlan{fmt::format("opt/step{:02}", i), share, 0.60, 0.36, 128, 16 * 1024,
+                                        512 * 1024, 4 * kMiB};
+    // Every fifth layer deletes or links a slice of the base's files.
+    BaseEdits edits{.collect = i == 0};
+    if (i > 0 && i % 5 == 0) {
+      const size_t slices = static_cast<size_t>(layers / 5);
+      const size_t slice = static_cast<size_t>(i / 5 - 1);
+      edits.begin = base_files.size() * slice / slices;
+      edits.end = base_files.size() * (slice + 1) / slices;
+    }
+    const auto target = std::max<uint64_t>(static_cast<uint64_t>(share * budget), 4096);
+    STRATA_ASSIGN_OR_RETURN(GzipLayer layer,
+                            WriteGeneratedLayer(blobs, i, plan, target, random, base_files, edits, image));
+    written.push_back(layer);
+  }
+  STRATA_RETURN_IF_ERROR(FinishLayout(layout, written, kContainerConfig, image));
   return image;
 }
 
@@ -386,14 +415,7 @@ Status ScratchContainerd::Launch() {
   return Fail(ErrorCode::kUnavailable, "containerd did not answer on {} within 30 s: {}", socket_.native(), LogTail());
 }
 
-uint64_t ScratchContainerd::PeakRssKib() const {
-  if (pid_ <= 0) return 0;
-  Result<std::string> status = ReadFile(fmt::format("/proc/{}/status", pid_));
-  if (!status) return 0;
-  const size_t at = status->find("VmHWM:");
-  if (at == std::string::npos) return 0;
-  return std::strtoull(status->c_str() + at + 6, nullptr, 10);
-}
+uint64_t ScratchContainerd::PeakRssKib() const { return pid_ > 0 ? VmHwmKib(pid_) : 0; }
 
 void ScratchContainerd::Stop() { StopChild(pid_, std::chrono::seconds(10)); }
 

@@ -1,6 +1,6 @@
-// What strata-bench-unpack needs besides bench_util, test_data and registry_bench_util: timed
-// runs that report the child's peak RSS, cold page cache, mount-safe removal, the two test
-// images (a Debian 12 minbase rootfs and a generated 3-layer tree) written as OCI layouts,
+// What strata-bench-unpack needs besides bench_util, test_data and registry_bench_util: cold
+// page cache, mount-safe removal, the test
+// images (a Debian 12 minbase rootfs, generated 3-layer and 40-layer trees) as OCI layouts,
 // and a throwaway containerd on its own socket and directories.
 // Benchmarks only; single-threaded driver, nothing here is thread-safe.
 #pragma once
@@ -17,20 +17,6 @@
 #include "bench/test_data.h"  // TestImage
 
 namespace strata::bench {
-
-// One finished child process.
-struct MeasuredRun {
-  double seconds = 0;        // wall clock, spawn to reap
-  uint64_t peak_rss_kib = 0; // ru_maxrss from wait4: the child's own peak (not its children's)
-  bool succeeded = false;    // exited with status 0
-  int wait_status = 0;
-};
-
-// Runs args (argv[0] looked up in PATH) with stdout to `stdout_path` (truncated) and stderr
-// appended to `stderr_log`; times it and reaps it with wait4. Internal only when it cannot
-// be started; a non-zero exit is reported in the result, not as an error.
-Result<MeasuredRun> RunMeasured(const std::vector<std::string>& args, const std::filesystem::path& stdout_path,
-                                const std::filesystem::path& stderr_log);
 
 // sync(2), then `echo 3 > /proc/sys/vm/drop_caches`: page cache, dentries and inodes.
 // FailedPrecondition when not allowed (not root, or /proc/sys read-only).
@@ -83,6 +69,15 @@ Result<LayoutImage> WriteSingleLayerLayout(const std::filesystem::path& layout,
 // gzip reaches about 2:1. REQUIRES: `layout` does not exist yet.
 Result<LayoutImage> WriteThreeLayerLayout(const std::filesystem::path& layout, size_t compressed_mib,
                                           uint64_t seed);
+
+// A deterministic linux/amd64 image of `layers` gzip layers adding up to about
+// `compressed_mib` MiB at `layout`, as a long Dockerfile makes: a base of many small files
+// (a third of the bytes), then layers of log-uniformly spread sizes (a few KiB to tens of
+// MiB) under their own dirs, every fifth of which deletes (whiteouts) or links a slice of
+// the base's files. Same content mix as WriteThreeLayerLayout. REQUIRES: `layout` does not
+// exist yet; layers >= 2.
+Result<LayoutImage> WriteManyLayerLayout(const std::filesystem::path& layout, int layers, size_t compressed_mib,
+                                         uint64_t seed);
 
 // Reads the summary a builder saved next to a cached layout ("image.txt"), or saves one.
 Result<LayoutImage> ReadLayoutSummary(const std::filesystem::path& layout);

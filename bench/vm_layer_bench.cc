@@ -110,13 +110,14 @@ struct PullRound {
 };
 
 PullRound PullAndMountVm(const fs::path& strata, const std::string& ref, const fs::path& root, const fs::path& log) {
+  const fs::path out = root.parent_path() / "strata.out";
   auto run = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {strata.string(), "--root", root.string()});
-    double seconds = 0;
-    bool ok = false;
-    seconds = bench::TimeSeconds([&] { ok = bench::RunLogged(args, log); });
-    if (!ok) Die(fmt::format("`{}` failed: {}", args[3], bench::FileTail(log)));
-    return seconds;
+    const bench::MeasuredRun ran = OrDie(bench::RunMeasured(args, out, log), "run strata");
+    if (!ran.succeeded) {
+      Die(fmt::format("`strata {}` failed (wait status {:#x}): {}", args[3], ran.wait_status, bench::FileTail(log)));
+    }
+    return ran.seconds;
   };
   const fs::path target = root.parent_path() / "vm-mount";
   fs::create_directories(target);

@@ -124,7 +124,7 @@ void RunLs(const BrowseArgs& args, const GlobalOptions& global) {
   if (global.json) {
     json out = json::array();
     for (const auto& entry : entries) out.push_back(EntryJson(entry));
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", JsonText(out));
     return;
   }
   std::vector<std::vector<std::string>> rows = {{"MODE", "UID", "GID", "SIZE", "MODIFIED (UTC)", "NAME"}};

@@ -44,7 +44,10 @@ void Ingest(const GlobalOptions& options, const IngestArgs& args) {
     in = owned.get();
   }
   auto store = OpenStoreOrDie(options);
-  std::string ref = args.ref.empty() ? fmt::format("cli-ingest-{}", getpid()) : args.ref;
+  // Without --ref, a ref of this run alone: a killed run's ingest must not be resumed by a
+  // later run that got the same pid (pid namespaces), splicing two inputs into one blob.
+  std::string ref = args.ref.empty() ? fmt::format("cli-ingest-{}-{}", getpid(), store::ToUnixNanos(store::Now()))
+                                     : args.ref;
   auto writer = OrDie(store->content().Writer(ref, {.total = args.size, .expected = expected}));
   if (writer->offset() > 0) spdlog::info("resuming ingest {:?} at offset {}", ref, writer->offset());
   // A resumed ingest continues where the input continues: skip what is already written
@@ -68,7 +71,7 @@ void Ingest(const GlobalOptions& options, const IngestArgs& args) {
   }
   auto info = OrDie(writer->Commit(args.size, expected, labels));
   if (options.json) {
-    fmt::print("{}\n", InfoJson(info).dump(2));
+    fmt::print("{}\n", JsonText(InfoJson(info), 2));
   } else {
     fmt::print("{}\n", info.digest);
   }
@@ -99,7 +102,7 @@ void AddContentCommands(CLI::App& app, const GlobalOptions& options) {
     if (options.json) {
       json out = json::array();
       for (const auto& info : infos) out.push_back(InfoJson(info));
-      fmt::print("{}\n", out.dump(2));
+      fmt::print("{}\n", JsonText(out, 2));
       return;
     }
     if (ls_args->quiet) {
@@ -119,7 +122,7 @@ void AddContentCommands(CLI::App& app, const GlobalOptions& options) {
   info->callback([&options, info_digest] {
     auto digest = ParseDigestOrDie(*info_digest);
     auto store = OpenStoreOrDie(options);
-    fmt::print("{}\n", InfoJson(OrDie(store->content().Info(digest))).dump(2));
+    fmt::print("{}\n", JsonText(InfoJson(OrDie(store->content().Info(digest))), 2));
   });
 
   auto* get = content->add_subcommand("get", "Write a blob's bytes to stdout (or -o FILE)");

@@ -24,4 +24,11 @@ std::string FormatLabels(const store::Labels& labels);
 // Prints rows with columns padded to the widest cell; the first row is the header.
 void PrintTable(const std::vector<std::vector<std::string>>& rows);
 
+// The text of a --json document. File names (from layers) and keys, refs and labels (from
+// clients) need not be UTF-8: invalid bytes print as U+FFFD rather than aborting the command.
+template <typename Json>
+std::string JsonText(const Json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, Json::error_handler_t::replace);
+}
+
 }  // namespace strata::cli

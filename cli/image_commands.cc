@@ -36,7 +36,7 @@ void AddImageCommands(CLI::App& app, const GlobalOptions& options) {
                        {"updated_at", store::FormatTimestamp(image.updated_at)},
                        {"labels", image.labels}});
       }
-      fmt::print("{}\n", out.dump(2));
+      fmt::print("{}\n", JsonText(out, 2));
       return;
     }
     std::vector<std::vector<std::string>> rows = {{"NAME", "TYPE", "DIGEST", "SIZE", "CREATED"}};

@@ -41,7 +41,7 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
       out["snapshots_removed"] = snapshots_removed;
       out["bytes_freed"] = report.bytes_freed;
       out["blobs_kept"] = report.blobs_kept;
-      fmt::print("{}\n", out.dump(2));
+      fmt::print("{}\n", JsonText(out, 2));
       return;
     }
     const char* verb = *dry_run ? "would remove" : "removed";
@@ -77,7 +77,7 @@ void AddMaintenanceCommands(CLI::App& app, const GlobalOptions& options) {
       for (const auto& p : report.problems) {
         out["problems"].push_back({{"kind", p.kind}, {"subject", p.subject}, {"detail", p.detail}, {"repaired", p.repaired}});
       }
-      fmt::print("{}\n", out.dump(2));
+      fmt::print("{}\n", JsonText(out, 2));
     } else {
       for (const auto& p : report.problems) {
         fmt::print("{}: {}: {}{}\n", p.kind, p.subject, p.detail, p.repaired ? " (repaired)" : "");

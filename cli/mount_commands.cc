@@ -47,7 +47,7 @@ void PrintMounted(const MountArgs& args, const GlobalOptions& global, const std:
                 {"writable", args.writable},
                 {"isolation", args.isolation},
                 {"layers", layers}};
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", JsonText(out));
     return;
   }
   if (args.isolation == "vm" && windows) {
@@ -81,7 +81,8 @@ void RunMount(const MountArgs& args, const GlobalOptions& global) {
     request.set_isolation(options.isolation == images::Isolation::kVm ? strata::v1::ISOLATION_VM
                                                                       : strata::v1::ISOLATION_PROCESS);
     request.set_scratch_size(options.scratch_bytes);
-    request.set_target(images::MountTarget(args.dir));
+    // The daemon takes canonical targets only (no symlink it could be redirected through).
+    request.set_target(images::MountTarget(std::filesystem::weakly_canonical(std::filesystem::absolute(args.dir))));
     request.set_platform(args.platform);
     request.set_driver(args.driver);
     auto mounted = OrDie(client->Mount(request));
@@ -121,7 +122,7 @@ void RunCommit(const MountArgs& args, const GlobalOptions& global) {
                 {"layerSize", committed.layer.size},
                 {"diffID", committed.diff_id.ToString()},
                 {"entries", committed.entries}};
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", JsonText(out));
     return;
   }
   fmt::print("{}: new layer {} ({}, {} entries)\n{}\n", name, committed.layer.digest,
@@ -160,7 +161,7 @@ void AddMountCommands(CLI::App& app, const GlobalOptions& options) {
   umount->add_option("dir", args->dir, "Directory strata mounted an image on")->required();
   umount->callback([args, &options] {
     if (auto client = DaemonClient::Find(options)) {
-      OrDie(client->Unmount(images::MountTarget(args->dir)));
+      OrDie(client->Unmount(images::MountTarget(std::filesystem::weakly_canonical(std::filesystem::absolute(args->dir)))));
     } else {
       auto store = OpenStoreOrDie(options);
       auto snapshotter = OpenSnapshotterOrDie(*store);

@@ -47,7 +47,7 @@ void PrintPulled(const PullArgs& args, const GlobalOptions& global, const images
     out["bytesReceived"] = pulled.bytes_received;
     out["layersUnpacked"] = pulled.layers_unpacked;
     if (!pulled.chain_ids.empty()) out["snapshot"] = pulled.chain_ids.back().ToString();
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", JsonText(out));
     return;
   }
   if (!args.quiet) {

@@ -22,7 +22,7 @@ void PrintMounts(const std::vector<snapshotter::Mount>& mounts, bool as_json) {
   if (as_json) {
     json out = json::array();
     for (const auto& m : mounts) out.push_back({{"type", m.type}, {"source", m.source}, {"options", m.options}});
-    fmt::print("{}\n", out.dump());
+    fmt::print("{}\n", JsonText(out));
     return;
   }
   for (const auto& m : mounts) {
@@ -64,7 +64,7 @@ void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options) {
       return true;
     }));
     if (options.json) {
-      fmt::print("{}\n", out.dump());
+      fmt::print("{}\n", JsonText(out));
     } else {
       PrintTable(rows);
     }
@@ -140,7 +140,7 @@ void AddSnapshotCommands(CLI::App& app, const GlobalOptions& options) {
       out.push_back({{"key", key}, {"size", used.size}, {"inodes", used.inodes}});
     }
     if (options.json) {
-      fmt::print("{}\n", out.dump());
+      fmt::print("{}\n", JsonText(out));
     } else {
       PrintTable(rows);
     }

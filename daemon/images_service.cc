@@ -1,8 +1,10 @@
 #include "daemon/images_service.h"
 
 #include <pwd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -147,11 +149,42 @@ Result<registry::SessionOptions> SessionOptionsFrom(const v1::RegistryOptions& r
   return options;
 }
 
-// A directory given to Mount/Unmount: absolute (the daemon's working directory means
-// nothing to the caller).
-Status CheckTarget(const std::string& target) {
-  if (!fs::path(target).is_absolute()) {
-    return Fail(ErrorCode::kInvalidArgument, "target {:?} is not an absolute path", target);
+// A directory given to Mount/Unmount, as the daemon (root) acts on it for a caller who may
+// not be root: absolute (the daemon's working directory means nothing to the caller) and
+// canonical — no ".", "..", or symlink on the way (the CLI resolves those before it asks),
+// so the directory checked is the one mounted on; neither the store root, inside it, nor
+// above it. For Mount, a caller other than root must own it (so a group member cannot
+// mount over root's directories, e.g. an empty cron spool). Mount also wants it empty: nothing the
+// host keeps there is hidden. Known limit: a caller owning a parent directory could swap
+// the target between this check and the mount.
+Status CheckTarget(const std::string& target, const fs::path& store_root, const PeerCredentials& caller,
+                   bool must_be_empty) {
+  const fs::path path(target);
+  if (!path.is_absolute()) return Fail(ErrorCode::kInvalidArgument, "target {:?} is not an absolute path", target);
+  std::error_code ec;
+  const fs::path canonical = fs::canonical(path, ec);
+  if (ec) return Fail(ErrorCode::kInvalidArgument, "target {:?}: {}", target, ec.message());
+  if (canonical != path) {
+    return Fail(ErrorCode::kInvalidArgument, "target {:?} is not canonical (it resolves to {:?}): give the path without "
+                "symlinks, \".\" or \"..\"", target, canonical.string());
+  }
+  const fs::path root = fs::weakly_canonical(store_root);
+  auto within = [](const fs::path& inner, const fs::path& outer) {
+    auto [end, _] = std::mismatch(outer.begin(), outer.end(), inner.begin(), inner.end());
+    return end == outer.end();
+  };
+  if (within(canonical, root) || within(root, canonical)) {
+    return Fail(ErrorCode::kInvalidArgument, "target {:?} overlaps the store root {}", target, root.string());
+  }
+  struct stat st {};
+  if (::lstat(target.c_str(), &st) != 0) return ErrnoFail(errno, "stat mount point", target);
+  if (!S_ISDIR(st.st_mode)) return Fail(ErrorCode::kInvalidArgument, "mount point {} is not a directory", target);
+  if (caller.uid != 0 && st.st_uid != caller.uid) {
+    return Fail(ErrorCode::kFailedPrecondition, "mount point {} belongs to uid {}, not to the caller (uid {})", target,
+                st.st_uid, caller.uid);
+  }
+  if (must_be_empty && !fs::is_empty(path, ec)) {
+    return Fail(ErrorCode::kInvalidArgument, "mount point {} is not empty", target);
   }
   return {};
 }
@@ -296,10 +329,12 @@ grpc::Status ImagesService::Mount(grpc::ServerContext* context, const v1::MountI
       response->set_layers(static_cast<int32_t>(leased.prepared.chain_ids.size()));
       return {};
     }
-    STRATA_RETURN_IF_ERROR(CheckTarget(request->target()));
-    if (!fs::is_directory(request->target())) {
-      return Fail(ErrorCode::kInvalidArgument, "mount point {} is not a directory", request->target());
+    // Already strata's mount: say so (the emptiness check below would only see a full dir).
+    if (fs::path(request->target()).is_absolute() && snapshots_.Stat(images::MountKey(request->target()))) {
+      return Fail(ErrorCode::kAlreadyExists, "strata already has a mount at {}", request->target());
     }
+    STRATA_ASSIGN_OR_RETURN(PeerCredentials caller, gate_.CredentialsOf(*context));
+    STRATA_RETURN_IF_ERROR(CheckTarget(request->target(), store_.root(), caller, /*must_be_empty=*/true));
     spdlog::info("images.Mount {} ({}) on {}", name, request->rw() ? "rw" : "ro", request->target());
     STRATA_ASSIGN_OR_RETURN(images::MountedImage mounted,
                             images::MountImage(store_, snapshots_, name, request->target(), options));
@@ -323,7 +358,15 @@ grpc::Status ImagesService::Unmount(grpc::ServerContext* context, const v1::Unmo
         return images::ReleaseLeasedImage(store_, snapshots_, request->lease());
       }
       case v1::UnmountImageRequest::kTarget: {
-        STRATA_RETURN_IF_ERROR(CheckTarget(request->target()));
+        // The mounted directory now shows the image's root (owned by whoever the image says),
+        // so ownership cannot be checked here: any allowed caller may unmount a strata mount.
+        STRATA_RETURN_IF_ERROR(CheckTarget(request->target(), store_.root(), PeerCredentials{.uid = 0},
+                                           /*must_be_empty=*/false));
+        // Only what strata mounted: a target no Mount recorded (a host mount) stays.
+        if (auto mounted = snapshots_.Stat(images::MountKey(request->target())); !mounted) {
+          if (mounted.error().code() != ErrorCode::kNotFound) return Fail(mounted.error());
+          return Fail(ErrorCode::kNotFound, "strata has no mount at {}", request->target());
+        }
         spdlog::info("images.Unmount {}", request->target());
         return images::UnmountImage(snapshots_, request->target());
       }

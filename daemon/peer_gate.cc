@@ -49,15 +49,16 @@ bool PeerGate::Allows(const PeerCredentials& credentials) const {
   return false;
 }
 
-Status PeerGate::Check(const grpc::ServerContext& context) const {
+Result<PeerCredentials> PeerGate::CredentialsOf(const grpc::ServerContext& context) const {
   const std::string peer = context.peer();
-  PeerCredentials credentials;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = by_peer_.find(peer);
-    if (it == by_peer_.end()) return Fail(ErrorCode::kFailedPrecondition, "unknown peer {}", peer);
-    credentials = it->second;
-  }
+  std::lock_guard lock(mutex_);
+  auto it = by_peer_.find(peer);
+  if (it == by_peer_.end()) return Fail(ErrorCode::kFailedPrecondition, "unknown peer {}", peer);
+  return it->second;
+}
+
+Status PeerGate::Check(const grpc::ServerContext& context) const {
+  STRATA_ASSIGN_OR_RETURN(PeerCredentials credentials, CredentialsOf(context));
   if (!Allows(credentials)) {
     return Fail(ErrorCode::kFailedPrecondition, "peer pid {} uid {} gid {} is not root nor in an allowed group",
                 credentials.pid, credentials.uid, credentials.gid);

@@ -37,6 +37,9 @@ class PeerGate {
   bool Allows(const PeerCredentials& credentials) const;
   // OK when the call's connection was admitted and its peer is allowed.
   Status Check(const grpc::ServerContext& context) const;
+  // The credentials of the call's connection (FailedPrecondition for an unknown peer), for
+  // handlers whose rules depend on who calls (Images.Mount targets).
+  Result<PeerCredentials> CredentialsOf(const grpc::ServerContext& context) const;
 
  private:
   std::set<gid_t> allowed_groups_;

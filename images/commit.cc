@@ -47,8 +47,11 @@ Result<std::pair<oci::Descriptor, Digest>> WriteLayer(store::ContentStore& conte
                                                       snapshotter::OverlaySnapshotter& snapshots,
                                                       const std::string& key, oci::Compression compression,
                                                       const std::string& lease, uint64_t& entries) {
+  // Unique across processes: a killed commit leaves its ingest, and a later process with
+  // the same pid (pid namespaces) must not resume it and append a second layer to it.
   static std::atomic<uint64_t> counter{0};
-  const std::string ref = fmt::format("commit-{}-{}", ::getpid(), counter.fetch_add(1));
+  const std::string ref =
+      fmt::format("commit-{}-{}-{}", ::getpid(), store::ToUnixNanos(store::Now()), counter.fetch_add(1));
   STRATA_ASSIGN_OR_RETURN(std::unique_ptr<store::ContentWriter> writer, content.Writer(ref, {.lease = lease}));
   Digester compressed_digest;
   Digester tar_digest;

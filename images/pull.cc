@@ -59,6 +59,11 @@ Result<std::vector<ManifestPart>> ResolveManifests(registry::Resolver& resolver,
     for (const oci::Descriptor& entry : index->manifests) {
       if (oci::IsManifest(entry.media_type)) chosen.push_back(entry);
     }
+    if (chosen.empty()) {
+      // Nested indexes are not followed (so no index can lead a pull around in circles).
+      return Fail(ErrorCode::kNotFound, "{}: the index lists no image manifest ({} entries, none of them a manifest)",
+                  reference.String(), index->manifests.size());
+    }
   } else {
     auto entry = oci::SelectManifestForPlatform(*index, oci::PlatformMatcher(options.platform));
     if (!entry) return Fail(entry.error().WithContext(reference.String()));

@@ -16,6 +16,7 @@
 #include "archive/decompress.h"
 #include "archive/tar_writer.h"
 #include "base/file.h"
+#include "base/file_copy.h"
 #include "base/io.h"
 #include "images/image_mount.h"
 #include "oci/image_config.h"
@@ -87,16 +88,9 @@ class DirectoryLayoutWriter : public LayoutWriter {
 
   Status AddFileFromFd(const std::string& path, int source, int64_t size) override {
     STRATA_ASSIGN_OR_RETURN(UniqueFd fd, Create(path));
-    loff_t in_offset = 0;
-    while (in_offset < size) {  // copy_file_range: reflinks or in-kernel copies where it can
-      ssize_t n = ::copy_file_range(source, &in_offset, fd.get(), nullptr,
-                                    static_cast<size_t>(size - in_offset), 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
-        return CopyByReading(source, fd.get(), in_offset, size, path);
-      }
-      if (n < 0) return ErrnoFail(errno, "copy_file_range to", root_ / path);
-      if (n == 0) return Fail(ErrorCode::kInternal, "{}: source ended at {} of {} bytes", path, in_offset, size);
+    // In the kernel (a reflink where the filesystem can), else read/write.
+    if (auto copied = CopyFileBytes(source, 0, fd.get(), 0, static_cast<uint64_t>(size)); !copied) {
+      return Fail(copied.error().WithContext((root_ / path).string()));
     }
     return {};
   }
@@ -110,18 +104,6 @@ class DirectoryLayoutWriter : public LayoutWriter {
     std::filesystem::create_directories(full.parent_path(), ec);
     if (ec) return Fail(ErrorCode::kInternal, "create directory {}: {}", full.parent_path().string(), ec.message());
     return OpenFile(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  }
-
-  Status CopyByReading(int source, int target, int64_t offset, int64_t size, const std::string& path) {
-    std::vector<char> buffer(kCopyChunk);
-    while (offset < size) {
-      ssize_t n = ::pread(source, buffer.data(), std::min<int64_t>(buffer.size(), size - offset), offset);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return ErrnoFail(n < 0 ? errno : EIO, "read source of", root_ / path);
-      STRATA_RETURN_IF_ERROR(WriteAll(target, std::string_view(buffer.data(), static_cast<size_t>(n))));
-      offset += n;
-    }
-    return {};
   }
 
   std::filesystem::path root_;

@@ -24,10 +24,13 @@ namespace strata::images {
 namespace {
 
 // A unique active key per unpack; the chainID at the end says what it is for (as
-// containerd's "extract-<time>-<rand> <chainID>").
+// containerd's "extract-<time>-<rand> <chainID>"). The time matters: a killed pull's
+// snapshot stays until it expires, and the pid comes round again (every CLI run in a fresh
+// pid namespace is pid 1), so pid and counter alone would collide with it.
 std::string ExtractKey(const Digest& chain_id) {
   static std::atomic<uint64_t> counter{0};
-  return fmt::format("extract-{}-{} {}", ::getpid(), counter.fetch_add(1), chain_id);
+  return fmt::format("extract-{}-{}-{} {}", ::getpid(), store::ToUnixNanos(store::Now()), counter.fetch_add(1),
+                     chain_id);
 }
 
 std::string_view FormatName(LayerFormat format) {
@@ -187,9 +190,9 @@ Result<Digest> LayerUnpack::Finish(const store::ContentStore& content) {
   return (*applied)->diff_id;
 }
 
-Status LayerUnpack::Commit(const std::string& parent) {
+Status LayerUnpack::Commit(const std::string& parent, snapshotter::CommitDurability durability) {
   const std::string what = fmt::format("layer {}", layer_.digest);
-  auto committed = snapshots_.Commit(chain_id_.ToString(), key_, Labels(), parent);
+  auto committed = snapshots_.Commit(chain_id_.ToString(), key_, Labels(), parent, durability);
   if (!committed) {
     if (committed.error().code() != ErrorCode::kAlreadyExists) return Fail(committed.error().WithContext(what));
     // A concurrent pull committed this chainID first: theirs is the same layer.
@@ -204,7 +207,9 @@ Status ImageUnpack::Plan(store::ContentStore& content, const oci::Descriptor& co
   content_ = &content;
   config_ = config.digest;
   STRATA_ASSIGN_OR_RETURN(std::string bytes, store::ReadBlob(content, config.digest));
-  STRATA_ASSIGN_OR_RETURN(oci::ImageConfig parsed, oci::ImageConfig::Parse(bytes));
+  auto parsed_config = oci::ImageConfig::Parse(bytes);  // a manifest posing as a config fails here
+  if (!parsed_config) return Fail(parsed_config.error().WithContext(fmt::format("config {}", config.digest)));
+  const oci::ImageConfig& parsed = *parsed_config;
   format_ = ImageLayerFormat(parsed);
   diff_ids_ = parsed.rootfs.diff_ids;
   if (diff_ids_.size() != layers_.size()) {
@@ -370,17 +375,26 @@ Result<int> ImageUnpack::CommitAll() {
   // Every check before the first commit: a refused layer leaves no snapshot of this pull.
   // (Windows layers refuse writes through symlinks themselves and imply no dirs.)
   STRATA_RETURN_IF_ERROR(CheckNoWritesThroughSymlinks());
+  // Every layer dir is on the snapshots' filesystem: one syncfs makes them all durable, and
+  // the records follow buffered, the last one synced (2 barriers, not 2 per layer).
+  if (first_missing_ < layers_.size()) STRATA_RETURN_IF_ERROR(SyncFilesystemOf(unpacks_[first_missing_]->dir()));
   int committed = 0;
   for (size_t i = first_missing_; i < layers_.size(); ++i) {
     const std::string parent = i == 0 ? "" : chain_ids_[i - 1].ToString();
+    bool reapplied = false;
     if (windows && i > 0) {
       // The parent's snapshot may be another pull's (it committed that chainID first).
       STRATA_ASSIGN_OR_RETURN(std::vector<std::filesystem::path> parents, ChainLayerDirs(snapshots_, parent));
       if (parents != unpacks_[i]->placement().parent_layers) {
         STRATA_RETURN_IF_ERROR(ApplyStored(i, {.format = format_, .parent_layers = std::move(parents)}));
+        reapplied = true;  // written after the syncfs above: its commit syncs again
       }
     }
-    STRATA_RETURN_IF_ERROR(unpacks_[i]->Commit(parent));
+    const bool last = i + 1 == layers_.size();
+    if (Status done = unpacks_[i]->Commit(parent, {.layer_synced = !reapplied, .record_buffered = !last}); !done) {
+      (void)snapshots_.records().Sync();  // the layers committed so far stay committed, durably
+      return Fail(done.error());
+    }
     ++committed;
   }
   if (!chain_ids_.empty()) {

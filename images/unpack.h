@@ -96,7 +96,8 @@ class LayerUnpack {
   Result<Digest> Finish(const store::ContentStore& content);
   // Commits the snapshot as the chainID over committed `parent` ("" for a base layer).
   // When another pull committed the same chainID first, ours is dropped and theirs kept.
-  Status Commit(const std::string& parent);
+  // `durability`: see OverlaySnapshotter::Commit.
+  Status Commit(const std::string& parent, snapshotter::CommitDurability durability = {});
 
   // The snapshot's upper dir, and the directories the apply created only as parents of
   // other entries (archive::ApplyStats::implied_dirs); valid after Finish.

@@ -37,8 +37,12 @@ Result<Manifest> Manifest::FromJson(const nlohmann::json& value) {
   manifest.config = std::move(config);
   STRATA_ASSIGN_OR_RETURN(manifest.artifact_type, reader.OptionalString("artifactType"));
 
-  STRATA_ASSIGN_OR_RETURN(manifest.layers,
-                          internal::DescriptorListFromJson(reader.Take("layers"), path.Field("layers")));
+  const nlohmann::json* layers = reader.Take("layers");
+  if (layers != nullptr && layers->is_array() && layers->size() > kMaxManifestLayers) {
+    return Fail(path.Field("layers").Invalid(
+        fmt::format("{} layers, over the limit of {} an image may have", layers->size(), kMaxManifestLayers)));
+  }
+  STRATA_ASSIGN_OR_RETURN(manifest.layers, internal::DescriptorListFromJson(layers, path.Field("layers")));
 
   if (const nlohmann::json* subject = reader.Take("subject")) {
     STRATA_ASSIGN_OR_RETURN(manifest.subject, internal::DescriptorFromJson(*subject, path.Field("subject")));

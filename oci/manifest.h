@@ -19,6 +19,11 @@
 
 namespace strata::oci {
 
+// The most layers a manifest may list: twice what kernel overlayfs can stack (500), so
+// copies of any image a runtime can run pass, while a hostile manifest cannot make a pull
+// plan (and record, each snapshot naming all its parents) tens of thousands of layers.
+inline constexpr size_t kMaxManifestLayers = 1000;
+
 struct Manifest {
   int schema_version = 2;
   // kOciManifest or kDockerManifest; "" when the document has none (allowed for OCI).
@@ -33,7 +38,7 @@ struct Manifest {
   // Never throws. InvalidArgument naming the field ("manifest: layers[2].digest: ...") for
   // malformed JSON, a schemaVersion other than 2, a mediaType that is not a manifest type,
   // an index posing as a manifest ("manifests" without mediaType), a missing config or
-  // layers, or any bad descriptor. Unknown keys are kept in unknown_fields.
+  // layers, more than kMaxManifestLayers layers, or any bad descriptor. Unknown keys are kept in unknown_fields.
   static Result<Manifest> Parse(std::string_view json);
   static Result<Manifest> FromJson(const nlohmann::json& value);
 

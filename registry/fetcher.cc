@@ -29,6 +29,15 @@ struct Fetcher::Source {
 
 namespace {
 
+// A failure of the local side of a download (the disk is full: ENOSPC is Unavailable) as
+// FailedPrecondition, so the transfer is not retried: fetching the bytes again cannot help.
+Status NotRetried(Status status) {
+  if (!status && status.error().code() == ErrorCode::kUnavailable) {
+    return Fail(ErrorCode::kFailedPrecondition, "{}", status.error().message());
+  }
+  return status;
+}
+
 // The start offset of a 206's Content-Range ("bytes 100-199/200"), if it parses.
 std::optional<int64_t> ContentRangeStart(std::string_view value) {
   constexpr std::string_view kPrefix = "bytes ";
@@ -150,11 +159,19 @@ Result<FetchOutcome> Fetcher::FetchAsLeader(const oci::Reference& reference, con
 Result<FetchOutcome> Fetcher::FetchFrom(const Source& source, const oci::Reference& reference,
                                         const oci::Descriptor& blob, const FetchOptions& options) {
   const std::string what = fmt::format("blob {}@{} from {}", reference.name(), blob.digest, source.name);
-  STRATA_ASSIGN_OR_RETURN(std::unique_ptr<store::ContentWriter> writer,
-                          content_.Writer(FetchIngestRef(blob.digest), {.total = blob.size,
-                                                                        .expected = blob.digest,
-                                                                        .lease = options.lease,
-                                                                        .wait_for_lock = true}));
+  auto opened = content_.Writer(FetchIngestRef(blob.digest), {.total = blob.size,
+                                                               .expected = blob.digest,
+                                                               .lease = options.lease,
+                                                               .wait_for_lock = true});
+  if (!opened && opened.error().code() == ErrorCode::kAlreadyExists) {
+    // Another Fetcher (the daemon has one per pull) committed it while we waited for the
+    // ingest's lock: the blob is here, as if we had found it at the start.
+    STRATA_RETURN_IF_ERROR(HoldWithLease(options.lease, blob.digest));
+    Emit(options, blob, TransferState::kExists, blob.size);
+    return FetchOutcome::kExists;
+  }
+  if (!opened) return Fail(opened.error());
+  std::unique_ptr<store::ContentWriter> writer = std::move(*opened);
   if (writer->offset() > blob.size) STRATA_RETURN_IF_ERROR(writer->Reset());
 
   if (writer->offset() < blob.size) {
@@ -184,9 +201,9 @@ Result<FetchOutcome> Fetcher::FetchFrom(const Source& source, const oci::Referen
                       blob.size);
         }
         const int64_t chunk_offset = writer->offset();
-        STRATA_RETURN_IF_ERROR(writer->Write(chunk));
+        STRATA_RETURN_IF_ERROR(NotRetried(writer->Write(chunk)));
         bytes_received_ += static_cast<int64_t>(chunk.size());
-        if (options.on_data) STRATA_RETURN_IF_ERROR(options.on_data(chunk_offset, chunk));
+        if (options.on_data) STRATA_RETURN_IF_ERROR(NotRetried(options.on_data(chunk_offset, chunk)));
         Emit(options, blob, TransferState::kDownloading, writer->offset());
         return {};
       };

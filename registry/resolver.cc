@@ -23,6 +23,30 @@ namespace {
 // Digest of `bytes` with the algorithm of `like`.
 Digest DigestLike(std::string_view bytes, const Digest& like) { return Digest::Of(bytes, like.algorithm()); }
 
+// Makes `request` collect a 2xx body into `*out`, refusing it (FailedPrecondition, not
+// retried) once it passes `limit` bytes or announces more: a hostile registry cannot make
+// us hold an endless "manifest" in memory. A retried request starts `*out` over.
+void LimitBody(HttpRequest& request, std::string* out, uint64_t limit, const std::string& what) {
+  auto too_big = [what, limit](std::string_view size) {
+    return Fail(ErrorCode::kFailedPrecondition, "{}: the registry sends {} bytes, more than the {} allowed", what, size,
+                limit);
+  };
+  request.on_headers = [out, limit, too_big](const HttpResponse& response) -> Status {
+    out->clear();
+    if (auto length = response.headers.Get("Content-Length")) {
+      uint64_t value = 0;
+      auto [ptr, ec] = std::from_chars(length->data(), length->data() + length->size(), value);
+      if (ec == std::errc() && value > limit) return too_big(*length);
+    }
+    return {};
+  };
+  request.body_sink = [out, limit, too_big](std::string_view chunk) -> Status {
+    if (out->size() + chunk.size() > limit) return too_big(fmt::format("over {}", out->size() + chunk.size() - 1));
+    out->append(chunk);
+    return {};
+  };
+}
+
 }  // namespace
 
 Resolver::Resolver(Authorizer& authorizer, ResolverOptions options)
@@ -64,9 +88,10 @@ Result<Resolved> Resolver::GetManifest(const RegistryHost& host, const oci::Refe
   HttpRequest request{.method = "GET",
                       .url = host.RepositoryUrl(reference.path()) + "manifests/" + ref_text,
                       .headers = {{"Accept", ManifestAcceptHeader()}}};
+  std::string body;
+  LimitBody(request, &body, kMaxManifestBytes, what);
   STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(host, reference, request));
   if (response.status != 200) return Fail(StatusError(response, what));
-  std::string& body = response.body;
 
   // Digests: the one we asked for wins; by tag, the registry's Docker-Content-Digest.
   std::optional<Digest> header_digest;
@@ -200,20 +225,26 @@ Result<std::string> Resolver::FetchBlob(const oci::Reference& reference, const o
 Result<std::string> Resolver::FetchBlobFrom(const RegistryHost& host, const oci::Reference& reference,
                                             const oci::Descriptor& descriptor) {
   const std::string what = fmt::format("blob {}@{}", reference.name(), descriptor.digest);
+  if (descriptor.size > static_cast<int64_t>(kMaxInMemoryBlobBytes)) {
+    return Fail(ErrorCode::kFailedPrecondition, "{}: size {} is more than the {} bytes read into memory", what,
+                descriptor.size, kMaxInMemoryBlobBytes);
+  }
   HttpRequest request{.method = "GET",
                       .url = host.RepositoryUrl(reference.path()) + "blobs/" + descriptor.digest.ToString()};
+  std::string body;
+  LimitBody(request, &body, static_cast<uint64_t>(std::max<int64_t>(descriptor.size, 0)), what);
   STRATA_ASSIGN_OR_RETURN(HttpResponse response, Send(host, reference, request));
   if (response.status != 200) return Fail(StatusError(response, what));
-  if (static_cast<int64_t>(response.body.size()) != descriptor.size) {
+  if (static_cast<int64_t>(body.size()) != descriptor.size) {
     return Fail(ErrorCode::kFailedPrecondition, "{}: size {} does not match descriptor size {}", what,
-                response.body.size(), descriptor.size);
+                body.size(), descriptor.size);
   }
-  Digest actual = DigestLike(response.body, descriptor.digest);
+  Digest actual = DigestLike(body, descriptor.digest);
   if (actual != descriptor.digest) {
     return Fail(ErrorCode::kFailedPrecondition, "{}: content digest {} does not match expected digest {}", what,
                 actual, descriptor.digest);
   }
-  return std::move(response.body);
+  return body;
 }
 
 Result<ResolvedImage> Resolver::ResolvePlatform(const oci::Reference& reference, const oci::Platform& platform) {

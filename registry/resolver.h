@@ -24,6 +24,12 @@
 
 namespace strata::registry {
 
+// The most a manifest or index may be (distribution refuses larger manifest uploads, and
+// a 10,000-layer manifest is ~1.6 MB), and the most a blob read into memory (a config) may
+// be: what a hostile registry can make a pull hold.
+inline constexpr uint64_t kMaxManifestBytes = 4 << 20;
+inline constexpr uint64_t kMaxInMemoryBlobBytes = 16 << 20;
+
 struct ResolverOptions {
   // Where each registry is reached: mirrors, then the upstream (plain HTTP rules included).
   HostsConfig hosts;

@@ -6,7 +6,8 @@
 It reads the markdown tables each strata-bench-* program prints (`| a | b |` rows, cells like
 "1.87 (1.80-1.95)" for median (min-max)) from LOGS/<area>.log, collects one measurement per
 workload and program, compares strata with each peer against the targets of issue 12, and
-writes the summary table, the full tables, the measurements and one bar chart per area.
+writes the summary table, the peak RSS of every operation (the "### Peak RSS" tables), the
+full tables, the measurements and one bar chart per area.
 A log without results (the benchmark failed) leaves its area out, with a note, and makes the exit
 status 1. (Some benchmarks exit 1 when their target is missed; that alone is not a failure here.)
 """
@@ -188,15 +189,60 @@ def windows_area(tables):
 
 
 def vm_layer_area(tables):
-    area = Area("vm-layer", "vm layer image (mkfs.erofs) vs the unpack it follows", "s")
+    area = Area("vm-layer", "vm layer images (strata's EROFS encoder) vs the pull and unpack they follow", "s")
+    pulls = find_table(tables, "image", "conversion / pull")
+    if pulls:
+        for row in pulls["rows"]:
+            workload = f"{row[0]}: pull, then first vm mount"
+            pull = area.measure(workload, "strata pull", row[column(pulls, "strata pull s")])
+            conversion = area.measure(workload, "layer.erofs (first - second vm mount)",
+                                      row[column(pulls, "conversion s")])
+            area.compare(workload, conversion, pull, 0.30, "cost")
     table = find_table(tables, "layer", "convert / unpack")
     if table:
         for row in table["rows"]:
             workload = "all layers" if row[0] == "all" else f"layer {row[0]}"
             unpack = area.measure(workload, "unpack", row[column(table, "unpack s")])
             convert = area.measure(workload, "layer.erofs", row[column(table, "layer.erofs s")])
-            area.compare(workload, convert, unpack, 0.30 if row[0] == "all" else None, "cost")
+            area.compare(workload, convert, unpack, None, "cost")
+            if "mkfs.erofs s (median)" in table["header"]:
+                mkfs = area.measure(workload, "mkfs.erofs", row[column(table, "mkfs.erofs s")])
+                area.compare(workload, convert, mkfs, None, "cost")
     return area
+
+
+def peak_rss(log_name, tables):
+    """The rows of the log's "### Peak RSS" tables (bench::PeakRssTable): one per operation and
+    program, the area named after the log (the registry log's rows go to fetch or push)."""
+    rows = []
+    for table in tables:
+        if table["header"][0] != "operation" or not any(h.startswith("peak RSS MB") for h in table["header"]):
+            continue
+        value_column = column(table, "peak RSS MB")
+        for row in table["rows"]:
+            value = parse_value(row[value_column])
+            if value is None:
+                continue
+            operation, program = row[0], row[1]
+            area = {"registry": "push" if operation.startswith("push") else "fetch"}.get(log_name, log_name)
+            rows.append({"area": area, "operation": operation, "program": program,
+                         "strata": program.startswith("strata"), "median": value[0], "min": value[1],
+                         "max": value[2], "unit": "MB", "measured_as": row[column(table, "measured as")]})
+    return rows
+
+
+def peak_rss_table(rows):
+    """Per operation, strata's programs first, then the peers'."""
+    lines = ["| area | operation | program | peak RSS MB, median (min-max) | measured as |",
+             "|---|---|---|---:|---|"]
+    order = list(dict.fromkeys((r["area"], r["operation"]) for r in rows))
+    for key in order:
+        group = sorted((r for r in rows if (r["area"], r["operation"]) == key), key=lambda r: not r["strata"])
+        for r in group:
+            program = f"**{r['program']}**" if r["strata"] else r["program"]
+            lines.append(f"| {r['area']} | {r['operation']} | {program} | {r['median']:.0f} "
+                         f"({r['min']:.0f}-{r['max']:.0f}) | {r['measured_as']} |")
+    return "\n".join(lines)
 
 
 LOGS = [  # area, log, how to read it
@@ -212,7 +258,7 @@ LOGS = [  # area, log, how to read it
 
 
 def format_number(value):
-    if abs(value) >= 100:
+    if abs(value) >= 100 or (abs(value) >= 1 and float(value).is_integer()):
         return f"{value:.0f}"
     if abs(value) >= 1:
         return f"{value:.2f}"
@@ -300,7 +346,7 @@ def main():
     args = parser.parse_args()
     out = Path(args.out)
 
-    areas, notes, raw, loads = [], [], {}, {}
+    areas, notes, raw, loads, uptimes = [], [], {}, {}, {}
     for name, log_name, read in LOGS:
         log = args.logs / f"{log_name}.log"
         if not log.exists():
@@ -317,6 +363,13 @@ def main():
         load = re.search(r"load average ([\d.]+)", text)
         if load and log_name not in loads:
             loads[log_name] = float(load.group(1))
+        for when, line in re.findall(r"<!-- scripts/bench: uptime (before|after): (.*?) -->", text):
+            uptimes.setdefault(log_name, {})[when] = line.strip()
+
+    rss = []
+    for log_name in dict.fromkeys(log for _, log, _ in LOGS):
+        if log_name in raw:
+            rss += peak_rss(log_name, parse_tables(raw[log_name]))
 
     comparisons = [c for area in areas for c in area.comparisons]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -333,6 +386,8 @@ def main():
         "areas": {area.name: {"title": area.title, "unit": area.unit, "higher_is_better": area.higher_is_better,
                               "measurements": area.measurements} for area in areas},
         "load_average_before": loads,
+        "uptime": uptimes,
+        "peak_rss": rss,
         "notes": notes,
     }
     Path(f"{out}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
@@ -354,8 +409,19 @@ def main():
         md.append("Load average before each benchmark (2 CPUs; above ~1 something else was running): "
                   + ", ".join(f"{name} {load:g}" for name, load in loads.items()) + ".")
         md.append("")
+    if uptimes:
+        md.append("`uptime` before and after each benchmark (other engineers' builds and tests share the 2 cores):")
+        md.append("")
+        for name, seen in uptimes.items():
+            md.append(f"- {name}: before `{seen.get('before', '?')}`; after `{seen.get('after', '?')}`")
+        md.append("")
     for note in notes:
         md.append(f"- note: {note}")
+    if rss:
+        md += ["", "## Peak RSS", "",
+               "Peak resident memory of each strata operation (bold) next to its peers' in the same run: "
+               "ru_maxrss of a command (wait4), VmHWM of a daemon (/proc/PID/status).", "",
+               peak_rss_table(rss)]
     md += ["", "## Charts", ""]
     for area in areas:
         md += [f"![{area.title}]({out.name}-{area.name}.svg)", ""]

@@ -71,6 +71,7 @@ Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::stri
     STRATA_ASSIGN_OR_RETURN(parent_record, records_.Get(parent));
   }
 
+  std::shared_lock dirs(dirs_mutex_);  // until the record names the directory
   STRATA_ASSIGN_OR_RETURN(uint64_t id, records_.AllocateId());
   const fs::path dir = layout_.SnapshotDir(id);
   STRATA_RETURN_IF_ERROR(CreateSnapshotDir(id));
@@ -98,6 +99,7 @@ Result<std::vector<Mount>> OverlaySnapshotter::Create(Kind kind, const std::stri
     fs::remove_all(dir, ec);
     return Fail(created.error());
   }
+  dirs.unlock();
   auto mounts = MountsOf(*created);
   if (!mounts) {
     (void)records_.Remove(key);  // e.g. a layer image that could not be built
@@ -180,7 +182,7 @@ Result<std::vector<Mount>> OverlaySnapshotter::Mounts(const std::string& key) co
 }
 
 Status OverlaySnapshotter::Commit(const std::string& name, const std::string& key, const store::Labels& labels,
-                                  const std::optional<std::string>& rebase_onto) {
+                                  const std::optional<std::string>& rebase_onto, CommitDurability durability) {
   STRATA_ASSIGN_OR_RETURN(SnapshotRecord record, records_.Get(key));
   if (record.info.kind != Kind::kActive) {
     return Fail(ErrorCode::kFailedPrecondition, "snapshot {:?} is {}: only active snapshots can be committed", key,
@@ -192,8 +194,10 @@ Status OverlaySnapshotter::Commit(const std::string& name, const std::string& ke
   const bool has_scratch = fs::exists(scratch);
   if (has_scratch) STRATA_RETURN_IF_ERROR(CopyScratchChanges(layout_, record));
   STRATA_ASSIGN_OR_RETURN(Usage usage, DiskUsage(layout_.FsDir(record.id)));
-  STRATA_RETURN_IF_ERROR(SyncFilesystemOf(layout_.FsDir(record.id)));
-  STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage, rebase_onto));
+  if (has_scratch || !durability.layer_synced) STRATA_RETURN_IF_ERROR(SyncFilesystemOf(layout_.FsDir(record.id)));
+  STRATA_RETURN_IF_ERROR(records_.Commit(key, name, labels, usage, rebase_onto,
+                                         durability.record_buffered ? store::MetaDB::Durability::kBuffered
+                                                                    : store::MetaDB::Durability::kSynced));
   ForgetUsage(record.id);
   if (has_scratch && !fs::exists(layout_.SnapshotDir(record.id) / kVmStagingDirName)) {
     std::error_code ec;
@@ -243,6 +247,9 @@ void OverlaySnapshotter::ForgetUsage(uint64_t id) const {
 }
 
 Status OverlaySnapshotter::Cleanup() {
+  // No Create between making a directory and recording it (it would look like a leftover),
+  // and one Cleanup at a time (two would race to remove the same leftover).
+  std::unique_lock dirs(dirs_mutex_);
   // Removals are buffered (SnapshotStore::Remove): make them durable before their
   // directories go, so no record can come back without its directory.
   STRATA_RETURN_IF_ERROR(records_.Sync());
@@ -261,7 +268,10 @@ Status OverlaySnapshotter::Cleanup() {
     }
     std::error_code remove_ec;
     fs::remove_all(entry.path(), remove_ec);
-    if (remove_ec) return Fail(ErrorCode::kInternal, "cleanup {}: {}", entry.path().string(), remove_ec.message());
+    // ENOENT: its owner removed it meanwhile (a discarded unpack removes its own directory).
+    if (remove_ec && remove_ec != std::errc::no_such_file_or_directory) {
+      return Fail(ErrorCode::kInternal, "cleanup {}: {}", entry.path().string(), remove_ec.message());
+    }
   }
   if (ec) return Fail(ErrorCode::kInternal, "list {}: {}", snapshots_dir_.string(), ec.message());
   return {};

@@ -27,6 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,18 @@ inline constexpr std::string_view kLabelUnpackTarget = "containerd.io/snapshot.r
 // kLabelUnpackTarget, or its key's last "/"-part starts with "extract-" (containerd's
 // unpack keys: "<ns>/<n>/extract-<random> <chainID>"; strata's pull uses the same form).
 bool IsLayerUnpack(const std::string& key, const store::Labels& labels);
+
+// How OverlaySnapshotter::Commit makes a layer and its record durable. The default: syncfs
+// of the upper dir's filesystem, then a synced record. A caller committing many snapshots at
+// once pays two barriers in all instead of two each (a pull of 40 layers: 80 syncs, ~0.3 s):
+// it syncs the filesystem itself once after the last write into any of them (`layer_synced`:
+// no syncfs in Commit, unless Commit itself writes into the upper dir, as for a vm
+// snapshot), and buffers every record but the last (`record_buffered`; see
+// SnapshotStore::Commit).
+struct CommitDurability {
+  bool layer_synced = false;
+  bool record_buffered = false;
+};
 
 class OverlaySnapshotter {
  public:
@@ -73,8 +86,9 @@ class OverlaySnapshotter {
   // `rebase_onto`: see SnapshotStore::Commit. Overlay-form layers do not depend on their
   // parent, so a pull unpacks layers concurrently into parentless snapshots and stacks
   // them here, in chain order.
+  // `durability`: see CommitDurability.
   Status Commit(const std::string& name, const std::string& key, const store::Labels& labels,
-                const std::optional<std::string>& rebase_onto = std::nullopt);
+                const std::optional<std::string>& rebase_onto = std::nullopt, CommitDurability durability = {});
   Status Remove(const std::string& key);
   Result<SnapshotInfo> Stat(const std::string& key) const;
   Result<SnapshotInfo> Update(const SnapshotInfo& info, const std::vector<std::string>& fieldpaths);
@@ -122,6 +136,9 @@ class OverlaySnapshotter {
   std::chrono::steady_clock::duration usage_cache_ttl_ = std::chrono::seconds(10);
   mutable std::mutex usage_mutex_;
   mutable std::map<uint64_t, CachedUsage> usage_cache_;  // by snapshot id; guarded by usage_mutex_
+  // Create holds it shared from making a snapshot's directory until its record exists;
+  // Cleanup exclusively, so it never takes a directory being prepared for a leftover.
+  std::shared_mutex dirs_mutex_;
   void ForgetUsage(uint64_t id) const;
 };
 

@@ -154,7 +154,8 @@ Result<SnapshotInfo> SnapshotStore::Update(const SnapshotInfo& info, const std::
 
 Result<SnapshotRecord> SnapshotStore::Commit(const std::string& key, const std::string& name,
                                              const store::Labels& labels, Usage usage,
-                                             const std::optional<std::string>& rebase_onto) {
+                                             const std::optional<std::string>& rebase_onto,
+                                             store::MetaDB::Durability durability) {
   if (name.empty()) return Fail(ErrorCode::kInvalidArgument, "commit of {:?}: name must not be empty", key);
   STRATA_RETURN_IF_ERROR(store::ValidateLabels(labels));
   std::lock_guard lock(mutex_);
@@ -191,7 +192,7 @@ Result<SnapshotRecord> SnapshotStore::Commit(const std::string& key, const std::
   batch.Delete(Table::kSnapshots, RecordKey(key));
   batch.Put(Table::kSnapshots, RecordKey(name), stored->Encode());
   if (!stored->parent.empty()) batch.Put(Table::kSnapshots, ChildKey(stored->parent, name), "");
-  STRATA_RETURN_IF_ERROR(db_.Write(batch));
+  STRATA_RETURN_IF_ERROR(db_.Write(batch, durability));
   return ToRecord(name, *stored);
 }
 

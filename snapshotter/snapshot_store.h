@@ -88,8 +88,11 @@ class SnapshotStore {
   // `rebase_onto` (containerd's rebase): the committed snapshot's parent becomes this
   // committed snapshot instead; only for an active snapshot prepared without a parent
   // (else FailedPrecondition); NotFound / InvalidArgument for a bad parent, as in Create.
+  // `durability`: kBuffered leaves the record to the next synced write or Sync() (a caller
+  // committing several snapshots in a row syncs only the last).
   Result<SnapshotRecord> Commit(const std::string& key, const std::string& name, const store::Labels& labels,
-                                Usage usage, const std::optional<std::string>& rebase_onto = std::nullopt);
+                                Usage usage, const std::optional<std::string>& rebase_onto = std::nullopt,
+                                store::MetaDB::Durability durability = store::MetaDB::Durability::kSynced);
   // Removes the record (not the directory: the driver's cleanup does that). NotFound;
   // FailedPrecondition when it has children. Returns the removed record. The removal is
   // buffered (MetaDB::Durability::kBuffered): a power loss may bring the record back, which

@@ -84,9 +84,16 @@ std::string ContentStore::IngestDirId(const std::string& ref) {
 
 Result<std::unique_ptr<ContentStore>> ContentStore::Open(const fs::path& root, MetaDB& db, LeaseManager* leases) {
   std::error_code ec;
+  bool created = false;
   for (const char* sub : {"blobs/sha256", "blobs/sha512", "ingest"}) {
-    fs::create_directories(root / sub, ec);
+    created |= fs::create_directories(root / sub, ec);
     if (ec) return Fail(ErrorCode::kInternal, "create {}: {}", (root / sub).string(), ec.message());
+  }
+  // New directories' entries are durable before any blob inside them is recorded (the
+  // blob commit fsyncs blobs/<alg> only).
+  if (created) {
+    STRATA_RETURN_IF_ERROR(FsyncDir(root / "blobs"));
+    STRATA_RETURN_IF_ERROR(FsyncDir(root));
   }
   return std::unique_ptr<ContentStore>(new ContentStore(root, db, leases));
 }
@@ -360,11 +367,20 @@ Result<ContentInfo> ContentWriter::Commit(int64_t size, std::optional<Digest> ex
     return Fail(ErrorCode::kAlreadyExists, "content {} already exists", actual);
   }
 
+  // The ingest record names the digest before the file is published, so that a crash
+  // between publishing and recording leaves what Store::Open needs to finish the commit
+  // (FinishInterruptedCommits).
+  if (!expected_) {
+    expected_ = actual;
+    STRATA_RETURN_IF_ERROR(store_->RecordIngest(*this));
+  }
   // Durable file first, then its record.
   fs::path blob = store_->BlobPath(actual);
   fs::path data_path = store_->IngestDir(dir_id_) / "data";
-  STRATA_RETURN_IF_ERROR(file_->Sync());
+  // The mode first: the fsync then covers it with the data (a power loss must not leave a
+  // recorded blob writable).
   if (fchmod(file_->fd(), 0444) != 0) return ErrnoFail(errno, "chmod ingest", data_path);
+  STRATA_RETURN_IF_ERROR(file_->Sync());
   if (rename(data_path.c_str(), blob.c_str()) != 0) return ErrnoFail(errno, "publish blob", blob);
   STRATA_RETURN_IF_ERROR(FsyncDir(blob.parent_path()));
 

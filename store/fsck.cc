@@ -178,4 +178,36 @@ Result<FsckReport> CheckStore(ContentStore& content, const FsckOptions& options)
   return report;
 }
 
+Result<int> FinishInterruptedCommits(ContentStore& content) {
+  MetaDB& db = content.db();
+  std::vector<std::pair<std::string, std::string>> ingests;
+  STRATA_RETURN_IF_ERROR(db.Scan(Table::kIngests, "", [&](std::string_view key, std::string_view value) {
+    ingests.emplace_back(key, value);
+    return true;
+  }));
+  int finished = 0;
+  for (const auto& [ref, value] : ingests) {
+    std::string dir_id;
+    auto status = ContentStore::DecodeIngest(ref, value, &dir_id);
+    if (!status || !status->expected) continue;
+    std::error_code ec;
+    if (fs::exists(content.IngestDir(dir_id) / "data", ec)) continue;
+    const Digest& digest = *status->expected;
+    STRATA_ASSIGN_OR_RETURN(auto recorded, db.Get(Table::kBlobs, digest.ToString()));
+    const fs::path blob = content.BlobPath(digest);
+    if (recorded || !fs::exists(blob, ec)) continue;
+    int64_t size = 0;
+    auto actual = HashFile(blob, digest.algorithm(), &size);
+    if (!actual || *actual != digest || (status->total > 0 && size != status->total)) continue;
+    Timestamp now = Now();
+    MetaDB::Batch batch;
+    batch.Put(Table::kBlobs, digest.ToString(), ContentStore::EncodeInfo({digest, size, now, now, {}}));
+    batch.Delete(Table::kIngests, ref);
+    STRATA_RETURN_IF_ERROR(db.Write(batch));
+    fs::remove_all(content.IngestDir(dir_id), ec);
+    ++finished;
+  }
+  return finished;
+}
+
 }  // namespace strata::store

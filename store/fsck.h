@@ -41,4 +41,15 @@ struct FsckReport {
 // Holds the GC lock exclusively while it runs.
 Result<FsckReport> CheckStore(ContentStore& content, const FsckOptions& options);
 
+// Finishes commits a crash cut short between publishing a blob file and recording it
+// (ContentWriter::Commit renames the data file into blobs/ first, then writes the record):
+// an ingest whose data file is gone, whose expected digest (Commit records the digest in
+// the ingest before publishing, when it was not expected already) has no record, and whose blob
+// file hashes to that digest (and has the ingest's total size) gets its blob record, and
+// the ingest goes. The record has no labels and no lease: the interrupted operation's
+// rerun adds those again. Store::Open runs it, so such a crash leaves fsck nothing to
+// repair and a rerun of the pull nothing to fetch again. Returns how many were finished.
+// REQUIRES: no writer is active (the store was just opened).
+Result<int> FinishInterruptedCommits(ContentStore& content);
+
 }  // namespace strata::store

@@ -124,9 +124,8 @@ Status IngestFile::Flush() {
 
 Status IngestFile::Sync() {
   STRATA_RETURN_IF_ERROR(Flush());
-  if (fsync(buffered_.get()) != 0) {
-    return Fail(ErrorCode::kInternal, "fsync ingest {}: {}", path_.string(), strerror(errno));
-  }
+  // ENOSPC can surface only here (delayed allocation): ErrnoFail maps it to Unavailable.
+  if (fsync(buffered_.get()) != 0) return ErrnoFail(errno, "fsync ingest", path_);
   return {};
 }
 

@@ -40,8 +40,14 @@ Result<UniqueFd> LockRoot(const fs::path& root) {
 
 Result<std::unique_ptr<Store>> Store::Open(const fs::path& root) {
   std::error_code ec;
-  fs::create_directories(root, ec);
+  const bool created = fs::create_directories(root, ec);
   if (ec) return Fail(ErrorCode::kInternal, "create store root {}: {}", root.string(), ec.message());
+  // A new root's entry is durable before anything inside it is recorded.
+  if (created) {
+    fs::path absolute = fs::absolute(root).lexically_normal();
+    if (!absolute.has_filename()) absolute = absolute.parent_path();  // "dir/" names dir
+    STRATA_RETURN_IF_ERROR(FsyncDir(absolute.parent_path()));
+  }
   std::unique_ptr<Store> store(new Store());
   store->root_ = fs::absolute(root);
   STRATA_ASSIGN_OR_RETURN(store->lock_, LockRoot(store->root_));
@@ -60,6 +66,8 @@ Result<std::unique_ptr<Store>> Store::Open(const fs::path& root) {
   for (const auto& entry : fs::directory_iterator(store->root_ / "ingest", ec)) {
     if (!named.contains(entry.path().filename().string())) fs::remove_all(entry.path(), ec);
   }
+  // Blob files a crash published without their record (store/fsck.h).
+  STRATA_RETURN_IF_ERROR(FinishInterruptedCommits(*store->content_));
   return store;
 }
 

@@ -4,6 +4,7 @@
 // concurrent pulls sharing layers.
 #include "images/pull.h"
 
+#include <atomic>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -324,6 +325,38 @@ TEST_F(PullTest, ConcurrentPullsSharingLayersFetchEachBlobOnce) {
   EXPECT_EQ(BlobGets(*proxy, shared->digest), 1);
   EXPECT_EQ(results[0]->blobs_fetched + results[1]->blobs_fetched, 7);  // shared layer once
   for (const auto& image : pushed) ExpectAllInStore(image);
+}
+
+// The daemon gives every pull its own Fetcher, so the in-Fetcher sharing does not apply
+// between pulls: a blob another Fetcher commits while this fetch waits for the ingest's lock
+// is found there, not fetched again, and the pull succeeds (found by tests/load: concurrent
+// pulls failed with "content sha256:... already exists").
+TEST_F(PullTest, BlobCommittedByAnotherFetcherWhileWaitingForItsIngestIsNotFetchedAgain) {
+  ASSERT_OK_AND_ASSIGN(auto pushed, PushBig("team/other-fetcher", 300'000));
+  const Digest big = pushed.layer_digests[0];
+  test_support::TestHttpClient client = registry_->Client();
+  ASSERT_OK_AND_ASSIGN(auto blob, client.Get(registry_->V2Url("team/other-fetcher/blobs/" + big.ToString())));
+  ASSERT_EQ(blob.status, 200);
+  ASSERT_OK_AND_ASSIGN(auto proxy, FaultProxy::Start(registry_->url()));
+  // The other Fetcher's download: it holds the ingest this pull's fetch of `big` must wait for.
+  ASSERT_OK_AND_ASSIGN(auto writer, store_->content().Writer(registry::FetchIngestRef(big), {.expected = big}));
+  std::atomic<bool> small_done{false};
+  PullOptions options;
+  options.progress = [&](const registry::ProgressEvent& event) {
+    if (event.digest == pushed.layer_digests[1] && event.state == registry::TransferState::kDone) small_done = true;
+  };
+  Result<PullResult> result = Fail(ErrorCode::kInternal, "not run");
+  std::thread pull([&] { result = PullRef(proxy->host() + "/team/other-fetcher:1", options); });
+  // Layers are fetched in parallel: once the small one is in, the big one waits for the lock.
+  for (int i = 0; i < 500 && !small_done; ++i) std::this_thread::sleep_for(10ms);
+  std::this_thread::sleep_for(200ms);
+  ASSERT_OK(writer->Write(blob.body));
+  ASSERT_OK(writer->Commit(static_cast<int64_t>(blob.body.size()), big));
+  writer.reset();
+  pull.join();
+  ASSERT_TRUE(result) << result.error().ToString();
+  EXPECT_EQ(BlobGets(*proxy, big), 0);
+  ExpectAllInStore(pushed);
 }
 
 TEST_F(PullTest, ForeignLayerComesFromItsUrlsWhenTheRegistryLacksIt) {

@@ -36,6 +36,7 @@
 #include "base/file.h"
 #include "oci/chain_id.h"
 #include "tests/support/assertions.h"
+#include "tests/support/containerd_fixture.h"
 #include "tests/support/http_client.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/process.h"
@@ -50,17 +51,11 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using test_support::Child;
 using test_support::ChildOptions;
+using test_support::ContainerdFixture;
+using test_support::ContainerdOptions;
+using test_support::CtrResult;
 using test_support::RegistryFixture;
 using test_support::TempRoot;
-
-constexpr const char* kContainerd = "/usr/bin/containerd";
-constexpr const char* kCtr = "/usr/bin/ctr";
-
-struct CtrResult {
-  int code = -1;
-  std::string output;  // stdout + stderr
-  double seconds = 0;
-};
 
 bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -94,59 +89,19 @@ size_t CountEntries(const fs::path& dir) {
   return count;
 }
 
-bool SocketAccepts(const fs::path& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  ::close(fd);
-  return ok;
-}
-
 void Timing(const std::string& step, double seconds) {
   std::fprintf(stderr, "[timing] %s: %.3f s\n", step.c_str(), seconds);
   ::testing::Test::RecordProperty("seconds: " + step, fmt::format("{:.3f}", seconds));
 }
 
-// Pids of containerd shims serving the containerd on `address` (they outlive containerd).
-std::vector<pid_t> ShimsOf(const fs::path& address) {
-  std::vector<pid_t> pids;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator("/proc", ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream in(it->path() / "cmdline", std::ios::binary);
-    std::vector<std::string> argv;
-    for (std::string arg; std::getline(in, arg, '\0');) argv.push_back(arg);
-    if (argv.empty() || !Contains(fs::path(argv[0]).filename().string(), "containerd-shim")) continue;
-    for (size_t i = 0; i + 1 < argv.size(); ++i) {
-      if (argv[i] == "-address" && argv[i + 1] == address.string()) pids.push_back(std::stoi(name));
-    }
-  }
-  return pids;
-}
-
-struct ContainerdOptions {
-  // Proxy snapshotter names pointing at strata (the first is the one strata serves).
-  std::vector<std::string> snapshot_proxies = {"strata"};
-  // Also use strata as the content store (built-in content plugin disabled).
-  bool content_proxy = false;
-};
-
 class ContainerdTest : public ::testing::Test {
  protected:
   void SetUp() override {
     STRATA_REQUIRE_ROOT();
-    for (const char* tool : {kContainerd, kCtr, "/usr/sbin/runc", "/usr/bin/docker-registry"}) {
-      if (::access(tool, X_OK) != 0) GTEST_SKIP() << tool << " is not installed";
+    if (std::string missing = test_support::MissingContainerdTool(); !missing.empty()) {
+      GTEST_SKIP() << missing << " is not installed";
     }
     ASSERT_EQ(::access(STRATA_BIN, X_OK), 0) << STRATA_BIN << " is not built";
-    // containerd-shim-runc-v2 puts its socket under /run/containerd/s whatever the config
-    // says (hard-coded in 1.6); note what exists so that teardown removes only what we made.
-    run_containerd_existed_ = fs::exists("/run/containerd");
-    run_containerd_s_existed_ = fs::exists("/run/containerd/s");
     // The namespace is also the cgroup parent runc creates (/sys/fs/cgroup/*/<ns>/<id>).
     namespace_ = fmt::format("strata-e2e-{}", ::getpid());
     ASSERT_OK_AND_ASSIGN(temp_, TempRoot::Create("strata-containerd"));
@@ -155,19 +110,10 @@ class ContainerdTest : public ::testing::Test {
 
   void TearDown() override {
     if (containerd_) {
-      // Tasks first (a failed step may leave one running): kill and delete, so the shims exit.
-      if (CtrResult tasks = Ctr({"tasks", "ls", "-q"}); tasks.code == 0) {
-        for (const std::string& id : Lines(tasks.output)) Ctr({"tasks", "rm", "-f", id});
-      }
-      containerd_->Stop(std::chrono::seconds(10));
-      for (pid_t shim : ShimsOf(containerd_socket())) {
-        std::fprintf(stderr, "killing leftover shim %d\n", shim);
-        ::kill(shim, SIGKILL);
-      }
       if (HasFailure()) {
         std::fprintf(stderr, "---- containerd log (tail) ----\n%s\n", containerd_->LogTail(16384).c_str());
       }
-      containerd_.reset();
+      containerd_.reset();  // tasks, containerd, its shims, cgroups, /run/containerd dirs
     }
     if (strata_) {
       strata_->Stop(std::chrono::seconds(10));
@@ -181,23 +127,11 @@ class ContainerdTest : public ::testing::Test {
       }
       temp_.reset();  // detaches every mount beneath it, then removes it
     }
-    // Empty cgroups of our namespace (rmdir fails on a non-empty one: nothing else is touched).
-    if (!namespace_.empty()) {
-      std::error_code ec;
-      for (auto it = fs::directory_iterator("/sys/fs/cgroup", ec); !ec && it != fs::directory_iterator();
-           it.increment(ec)) {
-        ::rmdir((it->path() / namespace_).c_str());
-      }
-      ::rmdir((fs::path("/sys/fs/cgroup") / namespace_).c_str());
-    }
-    if (!run_containerd_s_existed_) ::rmdir("/run/containerd/s");
-    if (!run_containerd_existed_) ::rmdir("/run/containerd");
   }
 
   fs::path dir() const { return temp_->path(); }
   fs::path strata_root() const { return dir() / "strata-root"; }
   fs::path strata_socket() const { return dir() / "strata.sock"; }
-  fs::path containerd_socket() const { return dir() / "containerd" / "containerd.sock"; }
   fs::path proxy_snapshots_dir() const { return strata_root() / "proxy-snapshots" / "strata"; }
 
   void StartStrata() {
@@ -208,7 +142,7 @@ class ContainerdTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(auto child, Child::Start(std::move(options)));
     strata_ = std::make_unique<Child>(std::move(child));
     const auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (!SocketAccepts(strata_socket())) {
+    while (!test_support::UnixSocketAccepts(strata_socket())) {
       ASSERT_TRUE(strata_->Running()) << "strata serve exited:\n" << strata_->LogTail();
       ASSERT_LT(Clock::now(), deadline) << "strata serve did not listen:\n" << strata_->LogTail();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -216,77 +150,20 @@ class ContainerdTest : public ::testing::Test {
   }
 
   void StartContainerd(const ContainerdOptions& options = {}) {
-    const fs::path base = dir() / "containerd";
-    fs::create_directories(base);
-    std::vector<std::string> disabled = {
-        "io.containerd.grpc.v1.cri",              // CNI, /etc, /opt, the sandbox image
-        "io.containerd.internal.v1.opt",          // /opt/containerd
-        "io.containerd.snapshotter.v1.aufs",      "io.containerd.snapshotter.v1.btrfs",
-        "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs",
-        "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing",
-    };
-    if (options.content_proxy) disabled.push_back("io.containerd.content.v1.content");
-    std::string config = fmt::format(
-        "version = 2\n"
-        "root = \"{0}/root\"\n"
-        "state = \"{0}/state\"\n"
-        "disabled_plugins = [{1}]\n"
-        "[grpc]\n  address = \"{2}\"\n"
-        "[ttrpc]\n  address = \"{2}.ttrpc\"\n"
-        "[debug]\n  level = \"debug\"\n",
-        base.string(), fmt::format("\"{}\"", fmt::join(disabled, "\", \"")), containerd_socket().string());
-    for (const std::string& name : options.snapshot_proxies) {
-      config += fmt::format("[proxy_plugins.\"{}\"]\n  type = \"snapshot\"\n  address = \"{}\"\n", name,
-                            strata_socket().string());
-    }
-    if (options.content_proxy) {
-      // Any name works: with the built-in store disabled, the proxy is the only content plugin
-      // the metadata plugin can get (services/server/server.go, ic.Get(ContentPlugin)).
-      config += fmt::format("[proxy_plugins.strata-content]\n  type = \"content\"\n  address = \"{}\"\n",
-                            strata_socket().string());
-    }
-    ASSERT_OK(AtomicWriteFile(base / "config.toml", config));
     fs::create_directories(dir() / "fifo");
-    ChildOptions child_options{.argv = {kContainerd, "--config", (base / "config.toml").string()},
-                               .log_path = base / "containerd.log"};
-    ASSERT_OK_AND_ASSIGN(auto child, Child::Start(std::move(child_options)));
-    containerd_ = std::make_unique<Child>(std::move(child));
-    const auto deadline = Clock::now() + std::chrono::seconds(60);
-    for (;;) {
-      ASSERT_TRUE(containerd_->Running()) << "containerd exited:\n" << containerd_->LogTail();
-      if (SocketAccepts(containerd_socket()) && Ctr({"version"}).code == 0) break;
-      ASSERT_LT(Clock::now(), deadline) << "containerd did not come up:\n" << containerd_->LogTail();
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    ASSERT_OK_AND_ASSIGN(containerd_, ContainerdFixture::Start(dir() / "containerd", strata_socket(), namespace_,
+                                                               options));
   }
 
   // ctr against our containerd, in our namespace.
   CtrResult Ctr(std::vector<std::string> args, std::chrono::seconds timeout = std::chrono::seconds(120)) {
-    std::vector<std::string> argv = {kCtr, "--address", containerd_socket().string(), "--namespace", namespace_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    CtrResult run;
-    const auto start = Clock::now();
-    auto code = test_support::RunCommand(argv, &run.output, timeout);
-    run.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    run.code = code.value_or(-1);
-    if (!code) run.output += "\n[test] " + code.error().ToString();
-    return run;
+    return containerd_->Ctr(args, timeout);
   }
 
   // ctr with its stdout written to `file` (binary output such as `snapshots diff`); the
   // returned output is stderr only.
   CtrResult CtrToFile(const std::vector<std::string>& args, const fs::path& file) {
-    std::string script = "exec \"$0\" \"$@\" > " + file.string();
-    std::vector<std::string> argv = {"/bin/sh", "-c", script, kCtr, "--address", containerd_socket().string(),
-                                     "--namespace", namespace_};
-    argv.insert(argv.end(), args.begin(), args.end());
-    CtrResult run;
-    const auto start = Clock::now();
-    auto code = test_support::RunCommand(argv, &run.output, std::chrono::seconds(120));
-    run.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    run.code = code.value_or(-1);
-    if (!code) run.output += "\n[test] " + code.error().ToString();
-    return run;
+    return containerd_->CtrToFile(args, file);
   }
 
   // `ctr snapshots --snapshotter strata ...`.
@@ -373,12 +250,10 @@ class ContainerdTest : public ::testing::Test {
   }
 
   std::string namespace_;
-  bool run_containerd_existed_ = true;
-  bool run_containerd_s_existed_ = true;
   std::optional<TempRoot> temp_;
   std::unique_ptr<RegistryFixture> registry_;
   std::unique_ptr<Child> strata_;
-  std::unique_ptr<Child> containerd_;
+  std::unique_ptr<ContainerdFixture> containerd_;
 };
 
 // Pull (unpack through strata), run, and compare the pull with containerd's own overlayfs.

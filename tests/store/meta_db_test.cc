@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <thread>
 
 #include "tests/store/store_test_util.h"
@@ -74,6 +76,44 @@ TEST(MetaDBDurability, BufferedWriteSurvivesAKilledProcess) {
   ASSERT_OK(value);
   EXPECT_EQ(value->value_or(""), "buffered");
   ASSERT_OK((*db)->Sync());
+}
+
+// A new database is built beside `meta` and renamed into place (MetaDB::Open's fast
+// creation): it must come out complete -- every table, the schema version -- whether `meta`
+// did not exist or was an empty directory, and leave no staging directory behind.
+TEST(MetaDBCreation, NewDatabaseIsCompleteAndNothingElseIsLeft) {
+  auto dir = TempDir::Create("strata-metadb");
+  ASSERT_OK(dir);
+  ASSERT_TRUE(std::filesystem::create_directory(dir->path() / "empty"));
+  for (const char* name : {"fresh", "empty"}) {
+    const std::filesystem::path meta = dir->path() / name;
+    {
+      auto db = MetaDB::Open(meta);
+      ASSERT_OK(db);
+      ASSERT_OK((*db)->Put(Table::kSnapshots, "k", name));
+    }
+    // Opened again, by RocksDB's own reader: the schema key and every table are there.
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const char* family : {"default", "blobs", "ingests", "images", "snapshots", "leases"}) {
+      families.emplace_back(family, rocksdb::ColumnFamilyOptions());
+    }
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::DBOptions(), meta.string(), families, &handles, &raw).ok()) << name;
+    std::string version, value;
+    EXPECT_TRUE(raw->Get(rocksdb::ReadOptions(), handles[0], "strata.schema_version", &version).ok());
+    EXPECT_EQ(version, std::to_string(kSchemaVersion));
+    EXPECT_TRUE(raw->Get(rocksdb::ReadOptions(), handles[4], "k", &value).ok());
+    EXPECT_EQ(value, name);
+    for (auto* h : handles) raw->DestroyColumnFamilyHandle(h);
+    delete raw;
+  }
+  std::vector<std::string> entries;
+  for (const auto& entry : std::filesystem::directory_iterator(dir->path())) {
+    entries.push_back(entry.path().filename().string());
+  }
+  std::sort(entries.begin(), entries.end());
+  EXPECT_EQ(entries, (std::vector<std::string>{"empty", "fresh"}));
 }
 
 TEST_F(MetaDBTest, NewerSchemaIsRefused) {
