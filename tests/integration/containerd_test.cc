@@ -37,6 +37,7 @@
 #include "oci/chain_id.h"
 #include "tests/support/assertions.h"
 #include "tests/support/containerd_fixture.h"
+#include "tests/support/strata_containerd_test.h"
 #include "tests/support/http_client.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/process.h"
@@ -94,7 +95,7 @@ void Timing(const std::string& step, double seconds) {
   ::testing::Test::RecordProperty("seconds: " + step, fmt::format("{:.3f}", seconds));
 }
 
-class ContainerdTest : public ::testing::Test {
+class ContainerdTest : public test_support::StrataContainerdTest {
  protected:
   void SetUp() override {
     STRATA_REQUIRE_ROOT();
@@ -108,31 +109,6 @@ class ContainerdTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(registry_, RegistryFixture::Start());
   }
 
-  void TearDown() override {
-    if (containerd_) {
-      if (HasFailure()) {
-        std::fprintf(stderr, "---- containerd log (tail) ----\n%s\n", containerd_->LogTail(16384).c_str());
-      }
-      containerd_.reset();  // tasks, containerd, its shims, cgroups, /run/containerd dirs
-    }
-    if (strata_) {
-      strata_->Stop(std::chrono::seconds(10));
-      if (HasFailure()) std::fprintf(stderr, "---- strata log (tail) ----\n%s\n", strata_->LogTail(8192).c_str());
-      strata_.reset();
-    }
-    registry_.reset();
-    if (temp_) {
-      if (const char* keep = std::getenv("STRATA_KEEP_TEST_DIRS"); keep != nullptr && std::string(keep) == "1") {
-        std::fprintf(stderr, "keeping %s\n", temp_->Release().c_str());
-      }
-      temp_.reset();  // detaches every mount beneath it, then removes it
-    }
-  }
-
-  fs::path dir() const { return temp_->path(); }
-  fs::path strata_root() const { return dir() / "strata-root"; }
-  fs::path strata_socket() const { return dir() / "strata.sock"; }
-  fs::path proxy_snapshots_dir() const { return strata_root() / "proxy-snapshots" / "strata"; }
 
   void StartStrata() {
     ChildOptions options{.argv = {STRATA_BIN, "--root", strata_root().string(), "--log-level", "debug", "serve",
@@ -250,10 +226,6 @@ class ContainerdTest : public ::testing::Test {
   }
 
   std::string namespace_;
-  std::optional<TempRoot> temp_;
-  std::unique_ptr<RegistryFixture> registry_;
-  std::unique_ptr<Child> strata_;
-  std::unique_ptr<ContainerdFixture> containerd_;
 };
 
 // Pull (unpack through strata), run, and compare the pull with containerd's own overlayfs.

@@ -45,6 +45,7 @@
 #include "tests/load/load_stats.h"
 #include "tests/support/assertions.h"
 #include "tests/support/containerd_fixture.h"
+#include "tests/support/strata_containerd_test.h"
 #include "tests/support/process.h"
 #include "tests/support/registry_fixture.h"
 #include "tests/support/root.h"
@@ -101,7 +102,7 @@ std::vector<fs::path> PathsUnder(const std::string& text, const fs::path& dir) {
   return paths;
 }
 
-class LoadTest : public ::testing::Test {
+class LoadTest : public test_support::StrataContainerdTest {
  protected:
   void SetUp() override {
     STRATA_REQUIRE_ROOT();
@@ -114,29 +115,6 @@ class LoadTest : public ::testing::Test {
     ASSERT_OK_AND_ASSIGN(registry_, RegistryFixture::Start());
   }
 
-  void TearDown() override {
-    if (containerd_) {
-      if (HasFailure()) std::fprintf(stderr, "---- containerd log (tail) ----\n%s\n", containerd_->LogTail(8192).c_str());
-      containerd_.reset();
-    }
-    if (strata_) {
-      strata_->Stop(std::chrono::seconds(10));
-      if (HasFailure()) std::fprintf(stderr, "---- strata log (tail) ----\n%s\n", strata_->LogTail(16384).c_str());
-      strata_.reset();
-    }
-    registry_.reset();
-    if (temp_) {
-      if (const char* keep = std::getenv("STRATA_KEEP_TEST_DIRS"); keep != nullptr && std::string(keep) == "1") {
-        std::fprintf(stderr, "keeping %s\n", temp_->Release().c_str());
-      }
-      temp_.reset();  // detaches every mount beneath it, then removes it
-    }
-  }
-
-  fs::path dir() const { return temp_->path(); }
-  fs::path strata_root() const { return dir() / "strata-root"; }
-  fs::path strata_socket() const { return dir() / "strata.sock"; }
-  fs::path proxy_snapshots_dir() const { return strata_root() / "proxy-snapshots" / "strata"; }
 
   // Environment of every strata process: nothing of the host user's (credentials, certs.d).
   std::map<std::string, std::string> StrataEnv() const {
@@ -203,10 +181,6 @@ class LoadTest : public ::testing::Test {
     return !changed_.wait_for(lock, period, [&] { return stop_; });
   }
 
-  std::optional<TempRoot> temp_;
-  std::unique_ptr<RegistryFixture> registry_;
-  std::unique_ptr<Child> strata_;
-  std::unique_ptr<ContainerdFixture> containerd_;
   Stats stats_;
   std::atomic<uint64_t> command_counter_{0};
   Clock::time_point started_;
