@@ -27,15 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using test_support::CommandRun;
-
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  return lines;
-}
+using test_support::NonEmptyLines;
 
 std::optional<uint64_t> ParseNumber(std::string_view text) {
   uint64_t value = 0;
@@ -257,7 +249,7 @@ Status CrashRunner::RunSeedChecked(uint64_t seed, const fs::path& home, SeedOutc
   if (fsck.code == 0) {
     outcome.fsck_clean = true;
   } else {
-    for (const std::string& line : Lines(fsck.output)) {
+    for (const std::string& line : NonEmptyLines(fsck.output)) {
       if (!line.starts_with("checked ")) outcome.problems.push_back(line);
     }
     CommandRun repair = Strata(home, {"fsck", "--repair"});
@@ -310,7 +302,7 @@ Result<std::set<std::string>> ListBlobs(const CrashRunner& runner, const fs::pat
   CommandRun run = runner.Strata(home, {"content", "ls", "-q"});
   if (run.code != 0) return Fail(ErrorCode::kInternal, "strata content ls: {}", Tail(run.output));
   std::set<std::string> digests;
-  for (const std::string& line : Lines(run.output)) {
+  for (const std::string& line : NonEmptyLines(run.output)) {
     if (line.starts_with("sha256:") || line.starts_with("sha512:")) digests.insert(line);
   }
   return digests;

@@ -37,6 +37,7 @@
 #include "oci/chain_id.h"
 #include "tests/support/assertions.h"
 #include "tests/support/containerd_fixture.h"
+#include "tests/support/strata_cli.h"
 #include "tests/support/strata_containerd_test.h"
 #include "tests/support/http_client.h"
 #include "tests/support/image_builder.h"
@@ -55,6 +56,7 @@ using test_support::ChildOptions;
 using test_support::ContainerdFixture;
 using test_support::ContainerdOptions;
 using test_support::CtrResult;
+using test_support::NonEmptyLines;
 using test_support::RegistryFixture;
 using test_support::TempRoot;
 
@@ -62,19 +64,10 @@ bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-std::vector<std::string> Lines(const std::string& text) {
-  std::vector<std::string> lines;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) lines.push_back(line);
-  }
-  return lines;
-}
-
 // First whitespace-separated word of each line but the header (`ctr ... ls` tables).
 std::set<std::string> FirstColumn(const std::string& table) {
   std::set<std::string> words;
-  std::vector<std::string> lines = Lines(table);
+  std::vector<std::string> lines = NonEmptyLines(table);
   for (size_t i = 1; i < lines.size(); ++i) {
     std::istringstream in(lines[i]);
     std::string word;
@@ -161,7 +154,7 @@ class ContainerdTest : public test_support::StrataContainerdTest {
   // Lines of containerd's log (level debug) containing every one of `parts`.
   std::vector<std::string> ContainerdLogLines(const std::vector<std::string>& parts) const {
     std::vector<std::string> found;
-    for (const std::string& line : Lines(containerd_->LogTail(64 << 20))) {
+    for (const std::string& line : NonEmptyLines(containerd_->LogTail(64 << 20))) {
       bool all = true;
       for (const std::string& part : parts) all = all && Contains(line, part);
       if (all) found.push_back(line);
@@ -323,7 +316,7 @@ TEST_F(ContainerdTest, SnapshotProxyWritesCommitsAndDiffs) {
   ASSERT_OK_AND_ASSIGN(int tar_code, test_support::RunCommand({"tar", "-tf", w1_tar.string()}, &listing));
   ASSERT_EQ(tar_code, 0) << listing;
   std::set<std::string> entries;
-  for (const std::string& line : Lines(listing)) entries.insert(line);
+  for (const std::string& line : NonEmptyLines(listing)) entries.insert(line);
   for (const char* expected : {"data/new", "data/.wh.two", "var/lib/app/state"}) {
     EXPECT_TRUE(entries.contains(expected)) << expected << " missing from the diff:\n" << listing;
   }
@@ -494,7 +487,7 @@ TEST_F(ContainerdTest, ContentProxyStoresBlobsInStrata) {
   }
   CtrResult empty = Ctr({"content", "ls", "-q"});
   ASSERT_EQ(empty.code, 0) << empty.output;
-  EXPECT_TRUE(Lines(empty.output).empty()) << empty.output;
+  EXPECT_TRUE(NonEmptyLines(empty.output).empty()) << empty.output;
 }
 
 // A proxy plugin name strata does not serve: the pull fails with strata's NotFound as

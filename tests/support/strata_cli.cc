@@ -1,5 +1,7 @@
 #include "tests/support/strata_cli.h"
 
+#include <sstream>
+
 #include <gtest/gtest.h>
 
 #include "tests/support/process.h"
@@ -20,6 +22,15 @@ CommandRun RunStrata(const std::filesystem::path& strata_bin, const std::filesys
   EXPECT_TRUE(code.has_value()) << code.error().ToString();
   run.code = code.value_or(-1);
   return run;
+}
+
+std::vector<std::string> NonEmptyLines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
 }
 
 }  // namespace strata::test_support

@@ -21,4 +21,7 @@ struct CommandRun {
 CommandRun RunStrata(const std::filesystem::path& strata_bin, const std::filesystem::path& home,
                      const std::vector<std::string>& args, const std::vector<std::string>& prefix = {});
 
+// The non-empty lines of a command's output, without their newlines.
+std::vector<std::string> NonEmptyLines(const std::string& text);
+
 }  // namespace strata::test_support
