@@ -67,7 +67,7 @@ Status FillUntilFree(const std::filesystem::path& path, uint64_t leave_free);
 struct MeasuredRun {
   int code = -1;            // exit code, 128+N for signal N
   std::string output;       // stdout + stderr
-  int64_t max_rss_kib = 0;  // ru_maxrss of the process (wait4)
+  int64_t max_rss_kib = 0;  // the command's peak RSS (GNU time's %M); 0 = not measured
   std::chrono::milliseconds elapsed{0};
 };
 

@@ -145,6 +145,7 @@ class MaliciousInputTest : public ::testing::Test {
     args.insert(args.end(), extra.begin(), extra.end());
     MeasuredRun run = RunStrataMeasured(home(), args);
     peak_rss_kib_ = std::max(peak_rss_kib_, run.max_rss_kib);
+    EXPECT_GT(run.max_rss_kib, 0) << reference << ": peak RSS not measured (is GNU time installed?)";
     EXPECT_LT(run.max_rss_kib, kRssBoundKib) << reference << " peaked at " << run.max_rss_kib << " KiB";
     return run;
   }
