@@ -81,10 +81,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
 
   daemon->stop_event_ = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!daemon->stop_event_) return ErrnoFail(errno, "eventfd");
-  daemon->acceptor_ = std::thread([d = daemon.get()] { d->AcceptLoop(); });
-
+  // The record is written before the first accept: whoever gets an answer on the socket can
+  // already find it (connections wait in the listen backlog meanwhile).
   nlohmann::json record = {{"socket", fs::absolute(opts.socket_path).string()}, {"pid", ::getpid()}};
   STRATA_RETURN_IF_ERROR(AtomicWriteFile(DaemonRecordPath(opts.root), record.dump() + "\n", 0644));
+  daemon->acceptor_ = std::thread([d = daemon.get()] { d->AcceptLoop(); });
   spdlog::info("serving {} on {} (snapshotters: {})", opts.root.string(), opts.socket_path.string(),
                fmt::join(daemon->snapshotters_->names(), ", "));
   return daemon;
