@@ -30,6 +30,7 @@
 //
 //   strata-bench-union [--rounds 5] [--quick] [--programs kernel,fuse-overlayfs,strata]
 //                      [--strata-fsfilter PATH] [--strata-options OPTS] [--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]
+//                      [--workloads walk-cold,walk-warm,read-cold,read-warm,copy-up,create,rm,write]
 // Needs root (mounts, drop_caches). Everything temporary lives in a fresh directory under
 // --work-dir (default $TMPDIR or /tmp), removed at the end together with any mount left under
 // it; SIGINT/SIGTERM stop the rounds and still clean up. A FUSE daemon is awaited by pid after
@@ -97,6 +98,7 @@ struct Options {
   int rounds = 5;
   bool quick = false;
   std::vector<std::string> programs = {"kernel", "fuse-overlayfs", "strata"};
+  std::vector<std::string> workloads;  // keys of kWorkloadKeys; empty: all
   fs::path strata_fsfilter;
   std::string strata_options;  // appended to strata-fsfilter's -o (e.g. passthrough=all)
   fs::path cache_dir = "/var/tmp/strata-bench-cache";
@@ -109,7 +111,8 @@ Options ParseOptions(int argc, char** argv) {
   const bench::CommandLine command_line(
       "strata-bench-union",
       "[--rounds N] [--quick] [--programs kernel,fuse-overlayfs,strata] [--strata-fsfilter PATH] [--strata-options OPTS] "
-      "[--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0]");
+      "[--cache-dir DIR] [--work-dir DIR] [--fresh-fs 1|0] [--workloads walk-cold,walk-warm,read-cold,read-warm,"
+      "copy-up,create,rm,write]");
   Options options;
   // --quick takes no value; CommandLine wants pairs, so it is taken out first.
   std::vector<char*> rest = {argv[0]};
@@ -127,6 +130,9 @@ Options ParseOptions(int argc, char** argv) {
       rounds_set = true;
     } else if (flag == "--programs") {
       options.programs = command_line.Choices(flag, value, {"kernel", "fuse-overlayfs", "strata"});
+    } else if (flag == "--workloads") {
+      options.workloads = command_line.Choices(
+          flag, value, {"walk-cold", "walk-warm", "read-cold", "read-warm", "copy-up", "create", "rm", "write"});
     } else if (flag == "--strata-fsfilter") {
       options.strata_fsfilter = fs::path(value);
     } else if (flag == "--strata-options") {
@@ -630,6 +636,14 @@ constexpr std::array<std::string_view, kWorkloadCount> kWorkloadNames = {
     "create: untar 3k files into usr/share",
     "rm -rf two lower trees (whiteouts)",
     "write 1 GiB + fsync"};
+// What --workloads calls them.
+constexpr std::array<std::string_view, kWorkloadCount> kWorkloadKeys = {
+    "walk-cold", "walk-warm", "read-cold", "read-warm", "copy-up", "create", "rm", "write"};
+
+bool Selected(const Options& options, int workload) {
+  return options.workloads.empty() ||
+         std::ranges::find(options.workloads, kWorkloadKeys[workload]) != options.workloads.end();
+}
 
 std::string WorkloadName(Workload workload, const Options& options) {
   if (workload == kWrite && options.write_mib != kWriteMib) {
@@ -799,6 +813,7 @@ void Report(const std::vector<ProgramResults>& results, const Bench& bench) {
   bench::MarkdownTable table(columns);
   std::string checks;
   for (int w = 0; w < kWorkloadCount; ++w) {
+    if (!Selected(bench.options, w)) continue;
     std::vector<std::string> row = {WorkloadName(static_cast<Workload>(w), bench.options)};
     for (const auto& r : results) row.push_back(MedianAndRange(r.seconds[w], bench.options.rounds));
     row.push_back(Ratio(samples("strata", w), samples("fuse-overlayfs", w)));
@@ -847,6 +862,7 @@ void Report(const std::vector<ProgramResults>& results, const Bench& bench) {
 void RunRounds(Bench& bench, std::vector<ProgramResults>& results) {
   for (int round = 0; round < bench.options.rounds && !g_interrupted; ++round) {
     for (int w = 0; w < kWorkloadCount && !g_interrupted; ++w) {
+      if (!Selected(bench.options, w)) continue;
       for (size_t j = 0; j < results.size() && !g_interrupted; ++j) {
         ProgramResults& r = results[(round + j) % results.size()];
         if (r.errors[w]) continue;

@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "fsfilter/fuse_passthrough.h"
+#include "fsfilter/session_loop.h"
 
 namespace strata::fsfilter {
 
@@ -697,13 +698,10 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(UnionFilesystem& fs, const
 Status FuseServer::Serve() {
   fuse_session* session = state_->session;
   if (fuse_set_signal_handlers(session) != 0) return Fail(ErrorCode::kInternal, "cannot install signal handlers");
-  fuse_loop_config* config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(config, state_->options.clone_fd ? 1 : 0);
-  fuse_loop_cfg_set_max_threads(config, state_->options.max_threads);
-  // Keep idle workers instead of exiting and re-creating them under load.
-  fuse_loop_cfg_set_idle_threads(config, state_->options.max_threads);
-  const int rc = fuse_session_loop_mt(session, config);
-  fuse_loop_cfg_destroy(config);
+  // A quick request waits for a copy-up or rename holding the tree: a worker takes it then,
+  // so the reader goes on answering the rest.
+  LayerUnion& view = state_->context.fs->view();
+  const int rc = ServeSession(session, state_->options.max_threads, [&view] { return !view.tree_mutex().writer_active(); });
   fuse_remove_signal_handlers(session);
   fuse_session_unmount(session);
   state_->mounted = false;

@@ -1,5 +1,5 @@
 // The FUSE front end: serves a UnionFilesystem through libfuse3's low-level API with a
-// multithreaded loop (clone_fd), long entry/attr timeouts (the view is exclusive: nothing
+// leader/follower thread pool (session_loop.h), long entry/attr timeouts (the view is exclusive: nothing
 // else changes the layers while mounted), writeback cache, splice and readdirplus, and kernel
 // FUSE passthrough for open files where the kernel allows it.
 #pragma once
@@ -33,12 +33,11 @@ struct FuseMountOptions {
   bool debug = false;                      // libfuse request tracing on stderr
   bool writeback_cache = true;
   bool splice = true;                      // splice read/write between /dev/fuse and files
-  bool clone_fd = true;                    // one /dev/fuse fd per worker thread
   // Kernel FUSE passthrough (fuse_passthrough.h) when the kernel offers it and we run as
   // root: reads and writes of open files bypass this process; the writeback cache is then
   // off. See FusePassthroughMode.
   FusePassthroughMode passthrough = FusePassthroughMode::kOn;
-  unsigned max_threads = 16;
+  unsigned max_threads = 16;               // request threads, the reading one included
   double timeout_seconds = 86400;          // entry and attribute cache lifetime
   // Mount flags forwarded to the kernel mount (nosuid, nodev, noexec, noatime, ...). When
   // root mounts, dev and suid are on unless these say nodev/nosuid.

@@ -47,8 +47,14 @@ TreeMutex::TreeMutex() {
   pthread_rwlockattr_destroy(&attr);
 }
 TreeMutex::~TreeMutex() { pthread_rwlock_destroy(&lock_); }
-void TreeMutex::lock() { pthread_rwlock_wrlock(&lock_); }
-void TreeMutex::unlock() { pthread_rwlock_unlock(&lock_); }
+void TreeMutex::lock() {
+  writers_.fetch_add(1, std::memory_order_relaxed);
+  pthread_rwlock_wrlock(&lock_);
+}
+void TreeMutex::unlock() {
+  pthread_rwlock_unlock(&lock_);
+  writers_.fetch_sub(1, std::memory_order_relaxed);
+}
 void TreeMutex::lock_shared() { pthread_rwlock_rdlock(&lock_); }
 void TreeMutex::unlock_shared() { pthread_rwlock_unlock(&lock_); }
 
@@ -131,6 +137,13 @@ SysResult<struct stat> LayerUnion::StatLocked(const Node* node) const {
     return st;
   }
   if (!node->attached) return SysFail(ENOENT);
+  if (names_->IsIdentity()) {
+    // One syscall, not three (GETATTR follows every read): lookup found each directory on the
+    // node's path in its layer as a directory (opened beneath, no symlinks), and the tree lock
+    // holds renames off, so the path resolves as it did then. A stat reads attributes only.
+    if (::fstatat(chain_.fd(node->layer), PathOf(node).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
+    return st;
+  }
   FS_ASSIGN_OR_RETURN(UniqueFd parent, OpenParentIn(node->layer, node));
   if (::fstatat(parent.get(), node->name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return LastErrno();
   return st;
@@ -460,11 +473,21 @@ SysResult<UniqueFd> LayerUnion::OpenTopmost(Node* node, int flags) {
 SysResult<UniqueFd> LayerUnion::OpenTopmostLocked(const Node* node, int flags) const {
   if (node->parent == nullptr) return OpenBeneath(chain_.fd(0), ".", flags);
   if (!node->attached) return SysFail(ENOENT);
-  FS_ASSIGN_OR_RETURN(UniqueFd parent, OpenParentIn(node->layer, node));
-  flags |= O_CLOEXEC | O_NOFOLLOW;
   // Reading through the view must not touch lower layers, not even their atimes
   // (O_NOATIME needs ownership or CAP_FOWNER; without it, open normally).
   const bool lower_read = node->layer > 0 && (flags & O_PATH) == 0 && (flags & O_ACCMODE) == O_RDONLY;
+  if (names_->IsIdentity()) {
+    // The view's path is the layer's path: one walk in the kernel instead of opening the
+    // parent first (an open per file is what a read of the whole view pays for).
+    const std::string path = PathOf(node);
+    if (lower_read) {
+      SysResult<UniqueFd> fd = OpenBeneath(chain_.fd(node->layer), path, flags | O_NOATIME);
+      if (fd || fd.error() != EPERM) return fd;
+    }
+    return OpenBeneath(chain_.fd(node->layer), path, flags);
+  }
+  FS_ASSIGN_OR_RETURN(UniqueFd parent, OpenParentIn(node->layer, node));
+  flags |= O_CLOEXEC | O_NOFOLLOW;
   int fd = lower_read ? ::openat(parent.get(), node->name.c_str(), flags | O_NOATIME) : -1;
   if (fd < 0) fd = ::openat(parent.get(), node->name.c_str(), flags);
   if (fd < 0) return LastErrno();

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -74,9 +75,13 @@ class TreeMutex {
   void unlock();
   void lock_shared();
   void unlock_shared();
+  // A thread holds the lock exclusively or waits for it (a copy-up, a rename, ...): taking
+  // it shared would wait. A hint, stale as soon as read.
+  bool writer_active() const { return writers_.load(std::memory_order_relaxed) > 0; }
 
  private:
   pthread_rwlock_t lock_;
+  std::atomic<int> writers_{0};  // holding or waiting for the exclusive lock
 };
 
 class LayerUnion {

@@ -52,7 +52,7 @@ constexpr std::array kIgnoredOptions = {"rw", "defaults", "auto", "noauto", "use
                                         "fast_ino", "threaded", "fsync", "timeout", "xattr_permissions",
                                         "redirect_dir", "index", "metacopy", "xino", "nfs_export", "context",
                                         "fscontext", "defcontext", "rootcontext", "comment", "max_idle_threads",
-                                        "plugins", "uuid"};
+                                        "plugins", "uuid", "clone_fd"};
 
 constexpr std::array kUnsupportedOptions = {"uidmapping", "gidmapping", "squash_to_root", "squash_to_uid",
                                             "squash_to_gid", "noxattrs"};
@@ -115,8 +115,6 @@ Status ApplyOption(const std::string& option, CommandLine& line) {
     }
   } else if (key == "splice") {
     line.mount.splice = value != "0" && value != "false";
-  } else if (key == "clone_fd") {
-    line.mount.clone_fd = value != "0" && value != "false";
   } else if (key == "threads") {
     STRATA_RETURN_IF_ERROR(need_value());
     try {
@@ -208,7 +206,8 @@ std::string UsageText() {
          "                     open files bypass the daemon, the writeback cache is then off. 1 (default):\n"
          "                     upper-layer files and read-only views; all: lower files of writable views\n"
          "                     too (a write needing copy-up while the lower file is open: ETXTBSY); 0: off\n"
-         "  threads=N          worker threads (default 16)\n"
+         "  threads=N          request threads (default 16); one reads /dev/fuse and answers quick\n"
+         "                     requests itself, the rest go to the others\n"
          "  -f                 stay in the foreground;  -d  foreground with FUSE request tracing\n"
          "Accepted and ignored for fuse-overlayfs compatibility: rw, threaded=, fsync=, static_nlink,\n"
          "noacl, timeout=, xattr_permissions=, redirect_dir=, index=, metacopy=, x-*.\n";

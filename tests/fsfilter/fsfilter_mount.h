@@ -81,6 +81,15 @@ class FsfilterMount {
     return *code;
   }
 
+  // SIGTERM to the daemon, which should unmount and exit; its exit code. `still_mounted`
+  // tells whether the mount outlived it (the guard then unmounts it).
+  int Terminate(bool* still_mounted) {
+    const int code = child_.Stop(10s);
+    *still_mounted = IsMountPoint(mnt_);
+    guard_.reset();
+    return code;
+  }
+
   ~FsfilterMount() {
     guard_.reset();
     if (child_.pid() > 0 && child_.Running()) (void)child_.Wait(5s);

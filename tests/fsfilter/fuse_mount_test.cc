@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "base/mounts.h"
@@ -261,6 +262,93 @@ TEST_F(FuseMountTest, DaemonisesOnlyOnceMountedAndExitsOnUnmount) {
   EXPECT_NE(*bad_option, 0);
   EXPECT_NE(output.find("uidmapping"), std::string::npos) << output;
   EXPECT_FALSE(IsMountPoint(dirs_.mnt()));
+}
+
+
+// The request loop (fsfilter/session_loop.h) under clients running side by side: reads of
+// lower files answered inline, copy-ups (one of a 48 MiB file, long enough for the others
+// to run beside it) and creations handed to workers. With 1, 2 and the default 16 threads:
+// one thread alone must lead and work in turn, two must hand over without losing a request.
+TEST_F(FuseMountTest, ConcurrentClientsGetEveryAnswerRightAtAnyThreadCount) {
+  constexpr int kClients = 6;
+  constexpr int kFilesPerClient = 40;
+  for (int client = 0; client < kClients; ++client) {
+    for (int i = 0; i < kFilesPerClient; ++i) {
+      WriteText(dirs_.l2() / fmt::format("c{}", client) / fmt::format("f{}", i), fmt::format("lower {} {}\n", client, i));
+    }
+  }
+  std::string big(48 << 20, '\0');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i / 4096 % 26);
+  WriteText(dirs_.l2() / "big", big);
+
+  for (const std::string threads : {"threads=1", "threads=2", ""}) {
+    SCOPED_TRACE(threads.empty() ? "default threads" : threads);
+    std::filesystem::remove_all(dirs_.upper());
+    std::filesystem::remove_all(dirs_.work());
+    std::filesystem::create_directories(dirs_.upper());
+    std::filesystem::create_directories(dirs_.work());
+    FsfilterMount mount;
+    ASSERT_NO_FATAL_FAILURE(mount.Start({"-o", WritableOptions() + (threads.empty() ? "" : "," + threads),
+                                         dirs_.mnt().string()},
+                                        dirs_.mnt(), dirs_.root() / "fsfilter.log"));
+    std::vector<std::string> errors(kClients + 1);
+    std::vector<std::thread> clients;
+    clients.emplace_back([&] {  // one long copy-up: append to the big lower file
+      const int fd = ::open((dirs_.mnt() / "big").c_str(), O_WRONLY | O_APPEND);
+      if (fd < 0 || ::write(fd, "!", 1) != 1) errors[kClients] = std::string("append big: ") + std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+    });
+    for (int client = 0; client < kClients; ++client) {
+      clients.emplace_back([&, client] {
+        const std::filesystem::path dir = dirs_.mnt() / fmt::format("c{}", client);
+        for (int round = 0; round < 3 && errors[client].empty(); ++round) {
+          for (int i = 0; i < kFilesPerClient; ++i) {
+            const std::filesystem::path file = dir / fmt::format("f{}", i);
+            std::string expected = fmt::format("lower {} {}\n", client, i);
+            if (i % 4 == 0) expected += std::string(static_cast<size_t>(round), '+');
+            if (ReadText(file) != expected) {
+              errors[client] = fmt::format("round {}: {} reads \"{}\"", round, file.string(), ReadText(file));
+              return;
+            }
+            if (i % 4 == 0) {  // a copy-up in round 0, then appends to the upper file
+              const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND);
+              if (fd < 0 || ::write(fd, "+", 1) != 1) errors[client] = file.string() + ": " + std::strerror(errno);
+              if (fd >= 0) ::close(fd);
+            }
+            struct stat st {};
+            if (::lstat(file.c_str(), &st) != 0 || st.st_size != static_cast<off_t>(expected.size() + (i % 4 == 0))) {
+              errors[client] = fmt::format("round {}: {} has size {}", round, file.string(), st.st_size);
+              return;
+            }
+          }
+          WriteText(dir / fmt::format("new{}", round), "made\n");
+        }
+      });
+    }
+    for (std::thread& client : clients) client.join();
+    for (const std::string& error : errors) EXPECT_EQ(error, "");
+    EXPECT_EQ(std::filesystem::file_size(dirs_.mnt() / "big"), big.size() + 1);
+    EXPECT_EQ(ReadText(dirs_.mnt() / "c0" / "new2"), "made\n");
+    EXPECT_EQ(mount.Stop(), 0);
+    EXPECT_EQ(ReadText(dirs_.upper() / "c5" / "f36"), "lower 5 36\n+++");
+  }
+}
+
+// SIGTERM ends the daemon and its mount, idle or right after a burst of requests.
+TEST_F(FuseMountTest, SigtermUnmountsAndExits) {
+  for (int i = 0; i < 200; ++i) WriteText(dirs_.l2() / "d" / std::to_string(i), "x");
+  for (const bool busy : {false, true}) {
+    SCOPED_TRACE(busy ? "after requests" : "idle");
+    FsfilterMount mount;
+    ASSERT_NO_FATAL_FAILURE(mount.Start({"-o", WritableOptions(), dirs_.mnt().string()}, dirs_.mnt(),
+                                        dirs_.root() / "fsfilter.log"));
+    if (busy) {
+      for (int i = 0; i < 200; ++i) EXPECT_EQ(ReadText(dirs_.mnt() / "d" / std::to_string(i)), "x");
+    }
+    bool still_mounted = true;
+    EXPECT_EQ(mount.Terminate(&still_mounted), 0);
+    EXPECT_FALSE(still_mounted);
+  }
 }
 
 }  // namespace
