@@ -24,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -55,10 +56,12 @@ struct Options {
   fs::path work_dir;
 };
 
-[[noreturn]] void Die(const std::string& what) {
-  fmt::print(stderr, "strata-bench-vm-layer: {}\n", what);
-  std::exit(1);
-}
+// A fatal error. Thrown, not exit()ed, so the rounds' loop-mounted scratch filesystems (and
+// the vm mounts in them), the registry and the work dir are cleaned up on the way out.
+struct BenchFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+[[noreturn]] void Die(const std::string& what) { throw BenchFailure(what); }
 
 template <typename T>
 T OrDie(Result<T> result, std::string_view what) {
@@ -134,7 +137,7 @@ PullRound PullAndMountVm(const fs::path& strata, const std::string& ref, const f
 }  // namespace
 }  // namespace strata
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   using namespace strata;
   const bench::CommandLine command_line("strata-bench-vm-layer",
                                         "[--rounds N] [--size-mib N] [--cache-dir DIR] [--work-dir DIR]");
@@ -245,4 +248,13 @@ int main(int argc, char** argv) {
              ratio * 100, kTargetRatio * 100, ratio <= kTargetRatio ? "met" : "NOT met",
              convert_total / unpack_total * 100);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const strata::BenchFailure& failure) {
+    fmt::print(stderr, "strata-bench-vm-layer: {}\n", failure.what());
+    return 1;
+  }
 }

@@ -120,38 +120,6 @@ Status FillUntilFree(const fs::path& path, uint64_t leave_free) {
   return {};
 }
 
-MeasuredRun RunMeasured(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
-  MeasuredRun run;
-  auto temp = TempDir::Create("strata-run");
-  if (!temp) {
-    run.output = temp.error().ToString();
-    return run;
-  }
-  const fs::path log = temp->path() / "output";
-  // GNU time (scripts/setup installs it) measures the command alone: wait4's ru_maxrss of a
-  // child of ours would include this test process's RSS, inherited until exec.
-  const fs::path rss_file = temp->path() / "rss";
-  std::vector<std::string> timed = {"/usr/bin/time", "-f", "%M", "-o", rss_file.string()};
-  timed.insert(timed.end(), argv.begin(), argv.end());
-  const auto start = std::chrono::steady_clock::now();
-  auto child = test_support::Child::Start({.argv = timed, .log_path = log});
-  if (!child) {
-    run.output = child.error().ToString();
-    return run;
-  }
-  auto code = child->Wait(timeout);
-  run.code = code ? *code : child->Stop(std::chrono::milliseconds(0));
-  run.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-  run.output = ReadFile(log).value_or("");
-  // "%M\n", after "Command exited with non-zero status N\n" when it failed.
-  std::istringstream rss(ReadFile(rss_file).value_or(""));
-  for (std::string line; std::getline(rss, line);) {
-    if (!line.empty() && line.find_first_not_of("0123456789") == std::string::npos) run.max_rss_kib = std::stoll(line);
-  }
-  if (run.max_rss_kib == 0) run.output += "\n(no peak RSS: /usr/bin/time did not report one)";
-  return run;
-}
-
 std::vector<std::string> StrataArgv(const fs::path& home, const std::vector<std::string>& args) {
   // $STRATA_TEST_BIN: a copy of the binary, for long runs while the build tree is relinked.
   const char* override_bin = std::getenv("STRATA_TEST_BIN");

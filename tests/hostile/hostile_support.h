@@ -19,6 +19,7 @@
 #include "base/error.h"
 #include "tests/support/image_builder.h"
 #include "tests/support/loopback_server.h"
+#include "tests/support/measured_run.h"
 #include "tests/support/process.h"
 #include "tests/support/tree_compare.h"
 
@@ -64,17 +65,8 @@ class LoopFilesystem {
 // free (written, not fallocated, and fsynced, so the space is really taken).
 Status FillUntilFree(const std::filesystem::path& path, uint64_t leave_free);
 
-struct MeasuredRun {
-  int code = -1;            // exit code, 128+N for signal N
-  std::string output;       // stdout + stderr
-  int64_t max_rss_kib = 0;  // the command's peak RSS (GNU time's %M); 0 = not measured
-  std::chrono::milliseconds elapsed{0};
-};
-
-// Runs argv[0] (a path) to completion with stdout+stderr captured, up to `timeout` (then
-// SIGKILL), and reports its peak RSS.
-MeasuredRun RunMeasured(const std::vector<std::string>& argv,
-                        std::chrono::milliseconds timeout = std::chrono::minutes(5));
+using test_support::MeasuredRun;
+using test_support::RunMeasured;
 
 // The argv of `strata --root <home>/store <args>` as tests/support/strata_cli.h runs it
 // (credentials and certs.d confined to `home`). The binary is the build's, or

@@ -11,51 +11,8 @@
 #include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
-#include "tests/support/process.h"
 
 namespace strata::load {
-
-namespace {
-constexpr const char* kGnuTime = "/usr/bin/time";
-}  // namespace
-
-CommandOutcome RunMeasured(const std::vector<std::string>& argv, const std::filesystem::path& log,
-                           const std::map<std::string, std::string>& env, std::chrono::seconds timeout) {
-  CommandOutcome outcome;
-  // GNU time measures the command alone: the ru_maxrss wait4 reports for a child of ours
-  // includes the RSS of this (big, multi-threaded) process it was forked from until exec.
-  const std::filesystem::path rss_file = log.string() + ".rss";
-  const bool measure = ::access(kGnuTime, X_OK) == 0;
-  std::vector<std::string> full;
-  if (measure) full = {kGnuTime, "-f", "%M", "-o", rss_file.string()};
-  full.insert(full.end(), argv.begin(), argv.end());
-  const auto start = std::chrono::steady_clock::now();
-  auto child = test_support::Child::Start({.argv = full, .env = env, .log_path = log});
-  if (!child) {
-    outcome.output = child.error().ToString();
-    return outcome;
-  }
-  auto code = child->Wait(timeout);
-  if (!code) {
-    child->Stop(std::chrono::seconds(1));
-    outcome.output = fmt::format("timed out after {} s (hung?)\n", timeout.count());
-  } else {
-    outcome.code = *code;
-  }
-  outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  outcome.output += child->LogTail(64 << 10);
-  if (measure) {
-    // "%M\n", after "Command exited with non-zero status N\n" when it failed.
-    std::ifstream in(rss_file);
-    for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && line.find_first_not_of("0123456789") == std::string::npos) outcome.max_rss_kib = std::stol(line);
-    }
-  }
-  std::error_code ec;
-  std::filesystem::remove(log, ec);
-  std::filesystem::remove(rss_file, ec);
-  return outcome;
-}
 
 ProcStatus ReadProcStatus(pid_t pid) {
   ProcStatus status;

@@ -15,18 +15,6 @@
 
 namespace strata::load {
 
-struct CommandOutcome {
-  int code = -1;         // exit code; -1 when it could not run or timed out (then killed)
-  std::string output;    // stdout + stderr
-  double seconds = 0;
-  long max_rss_kib = 0;  // the command's peak RSS (KiB); 0 = not measured
-};
-
-// Runs argv to completion with `env` added, output into `log` (removed afterwards); under
-// /usr/bin/time (GNU time, package `time`) for its peak RSS when that is installed.
-CommandOutcome RunMeasured(const std::vector<std::string>& argv, const std::filesystem::path& log,
-                           const std::map<std::string, std::string>& env, std::chrono::seconds timeout);
-
 // VmRSS and VmHWM (peak) of a live process, KiB; 0 when unreadable.
 struct ProcStatus {
   long rss_kib = 0;

@@ -45,6 +45,7 @@
 #include "tests/load/load_stats.h"
 #include "tests/support/assertions.h"
 #include "tests/support/containerd_fixture.h"
+#include "tests/support/measured_run.h"
 #include "tests/support/strata_containerd_test.h"
 #include "tests/support/process.h"
 #include "tests/support/registry_fixture.h"
@@ -55,6 +56,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
+using test_support::MeasuredRun;
+using test_support::RunMeasured;
 using namespace std::chrono_literals;
 using test_support::Child;
 using test_support::ChildOptions;
@@ -144,12 +147,11 @@ class LoadTest : public test_support::StrataContainerdTest {
 
   // Runs `strata --root <root> <args>` (through the daemon while it serves the root) and
   // records it under `kind`; a failure is recorded with its output.
-  CommandOutcome Strata(const std::string& kind, const std::vector<std::string>& args) {
+  MeasuredRun Strata(const std::string& kind, const std::vector<std::string>& args) {
     std::vector<std::string> argv = {StrataBin(), "--root", strata_root().string()};
     argv.insert(argv.end(), args.begin(), args.end());
-    CommandOutcome outcome = RunMeasured(argv, dir() / "cmd" / fmt::format("{}.log", command_counter_++), StrataEnv(),
-                                         kCommandTimeout);
-    stats_.Record(kind, outcome.code == 0, outcome.seconds, outcome.max_rss_kib,
+    MeasuredRun outcome = RunMeasured(argv, kCommandTimeout, StrataEnv());
+    stats_.Record(kind, outcome.code == 0, outcome.seconds(), outcome.max_rss_kib,
                   outcome.code == 0 ? "" : fmt::format("strata {}: exit {}: {}", fmt::join(args, " "), outcome.code,
                                                        outcome.output));
     return outcome;
@@ -182,7 +184,6 @@ class LoadTest : public test_support::StrataContainerdTest {
   }
 
   Stats stats_;
-  std::atomic<uint64_t> command_counter_{0};
   Clock::time_point started_;
   Clock::time_point deadline_;
 
@@ -272,7 +273,7 @@ void LoadTest::Retire(int generation) {
 
 void LoadTest::Collector() {
   while (Pause(kGcInterval)) {
-    CommandOutcome gc = Strata("gc", {"--json", "gc"});
+    MeasuredRun gc = Strata("gc", {"--json", "gc"});
     if (gc.code != 0) continue;
     nlohmann::json report = nlohmann::json::parse(gc.output.substr(std::min(gc.output.find('{'), gc.output.size())),
                                                   nullptr, false);
@@ -390,7 +391,7 @@ TEST_F(LoadTest, ConcurrentPullsContainerdAndGcHoldUp) {
     for (const Digest& blob : image.blobs()) expected_blobs.insert(blob.hex());
     for (const Digest& chain_id : oci::ChainIDs(image.pushed.diff_ids)) expected_snapshots.insert(chain_id.ToString());
   }
-  CommandOutcome last_gc = Strata("gc", {"gc"});
+  MeasuredRun last_gc = Strata("gc", {"gc"});
   EXPECT_EQ(last_gc.code, 0) << last_gc.output;
   std::set<std::string> blob_files;
   for (const auto& entry : fs::directory_iterator(strata_root() / "blobs" / "sha256")) {
@@ -403,7 +404,7 @@ TEST_F(LoadTest, ConcurrentPullsContainerdAndGcHoldUp) {
   containerd_.reset();
   const int serve_exit = strata_->Stop(60s);
   EXPECT_EQ(serve_exit, 0) << strata_->LogTail(8192);
-  CommandOutcome fsck = Strata("fsck", {"fsck"});
+  MeasuredRun fsck = Strata("fsck", {"fsck"});
   EXPECT_EQ(fsck.code, 0) << fsck.output;
 
   // The registry's access log: GETs of the load images' blobs, per digest.
