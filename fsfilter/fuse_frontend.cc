@@ -3,12 +3,15 @@
 
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <linux/fuse.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -231,6 +234,22 @@ void OnGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_attr(req, &*st, ctx.timeout);
 }
 
+// Applies `changes` to the file open on `fd` (in overlay's order: owner, mode, size, times)
+// and returns the node's attributes from it.
+SysResult<struct stat> SetAttrThroughFd(Context& ctx, Node* node, int fd, const AttrChanges& changes) {
+  const struct timespec times[2] = {changes.atime.value_or(timespec{0, UTIME_OMIT}),
+                                    changes.mtime.value_or(timespec{0, UTIME_OMIT})};
+  struct stat st{};
+  if (((changes.uid || changes.gid) && ::fchown(fd, changes.uid.value_or(static_cast<uid_t>(-1)),
+                                                changes.gid.value_or(static_cast<gid_t>(-1))) != 0) ||
+      (changes.mode && ::fchmod(fd, *changes.mode & 07777) != 0) ||
+      (changes.size && ::ftruncate(fd, *changes.size) != 0) ||
+      ((changes.atime || changes.mtime) && ::futimens(fd, times) != 0) || ::fstat(fd, &st) != 0) {
+    return SysFail(errno);
+  }
+  return ctx.fs->view().Present(node, st);
+}
+
 void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
   Context& ctx = Ctx(req);
   AttrChanges changes;
@@ -242,25 +261,16 @@ void OnSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fu
   else if (to_set & FUSE_SET_ATTR_ATIME) changes.atime = attr->st_atim;
   if (to_set & FUSE_SET_ATTR_MTIME_NOW) changes.mtime = timespec{0, UTIME_NOW};
   else if (to_set & FUSE_SET_ATTR_MTIME) changes.mtime = attr->st_mtim;
+  Node* node = ToNode(req, ino);
+  OpenFile* file = fi != nullptr && S_ISREG(node->type) ? FileOf(fi) : nullptr;
   SysResult<struct stat> st;
   if (!changes.mode && !changes.uid && !changes.gid && !changes.size && !changes.atime && !changes.mtime) {
-    st = ctx.fs->view().GetAttr(ToNode(req, ino));  // ctime-only updates: nothing to change
+    st = ctx.fs->view().GetAttr(node);  // ctime-only updates: nothing to change
   } else {
-    st = ctx.fs->writer().SetAttr(ToNode(req, ino), changes);
-    Node* node = ToNode(req, ino);
-    if (!st && st.error() == ENOENT && fi != nullptr && S_ISREG(node->type)) {
+    st = ctx.fs->writer().SetAttr(node, changes);
+    if (!st && st.error() == ENOENT && file != nullptr) {
       // An unlinked but open file (ftruncate/futimens on its fd): change it through the fd.
-      const int fd = FileOf(fi)->fd.load();
-      const struct timespec times[2] = {changes.atime.value_or(timespec{0, UTIME_OMIT}),
-                                        changes.mtime.value_or(timespec{0, UTIME_OMIT})};
-      struct stat fst{};
-      if ((changes.size && ::ftruncate(fd, *changes.size) != 0) ||
-          ((changes.atime || changes.mtime) && ::futimens(fd, times) != 0) ||
-          (changes.mode && ::fchmod(fd, *changes.mode & 07777) != 0) || ::fstat(fd, &fst) != 0) {
-        st = SysFail(errno);
-      } else {
-        st = ctx.fs->view().Present(node, fst);
-      }
+      st = SetAttrThroughFd(ctx, node, file->fd.load(), changes);
     }
   }
   if (!st) {
@@ -695,13 +705,80 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(UnionFilesystem& fs, const
   return server;
 }
 
+namespace {
+
+// ---- Which requests the reading thread answers itself (session_loop.h) ----
+
+constexpr uint32_t kQuickWriteBytes = 128 << 10;
+
+template <typename T>
+std::optional<T> ArgumentAs(std::string_view arg) {
+  if (arg.size() < sizeof(T)) return std::nullopt;  // libfuse refuses it at once
+  T value;
+  std::memcpy(&value, arg.data(), sizeof(T));
+  return value;
+}
+
+bool IsQuickRequest(Context& ctx, uint32_t opcode, uint64_t nodeid, std::string_view arg) {
+  switch (opcode) {
+    case FUSE_FORGET:
+    case FUSE_BATCH_FORGET:
+    case FUSE_RELEASE:
+    case FUSE_RELEASEDIR:
+    case FUSE_FLUSH:
+    case FUSE_INTERRUPT:
+    case FUSE_INIT:
+    case FUSE_DESTROY:
+      return true;  // they never take the tree lock
+    default:
+      break;
+  }
+  // A copy-up or rename holds the tree: the rest would wait for it, so a worker takes them.
+  if (ctx.fs->view().tree_mutex().writer_active()) return false;
+  switch (opcode) {
+    case FUSE_GETATTR:
+    case FUSE_OPENDIR:
+    case FUSE_STATFS:
+    case FUSE_ACCESS:
+    case FUSE_GETXATTR:
+    case FUSE_LISTXATTR:
+    case FUSE_READLINK:
+    // A new entry in the upper dir: an inode and a name (parent dirs are copied up, no files).
+    case FUSE_CREATE:
+    case FUSE_MKDIR:
+    case FUSE_MKNOD:
+    case FUSE_SYMLINK:
+      return true;
+    case FUSE_OPEN: {  // for reading: an open for writing may copy a whole file up
+      const auto in = ArgumentAs<fuse_open_in>(arg);
+      return !in || ((in->flags & O_ACCMODE) == O_RDONLY && (in->flags & O_TRUNC) == 0);
+    }
+    case FUSE_WRITE: {  // into the page cache of an upper file; a big one may wait for writeback
+      const auto in = ArgumentAs<fuse_write_in>(arg);
+      return !in || in->size <= kQuickWriteBytes;
+    }
+    case FUSE_SETATTR: {  // owner, mode, times of an upper entry (a lower one is copied up first)
+      const auto in = ArgumentAs<fuse_setattr_in>(arg);
+      if (!in || !ctx.fs->writable()) return true;  // refused at once
+      if ((in->valid & FATTR_SIZE) != 0) return false;
+      Node* node = nodeid == FUSE_ROOT_ID ? ctx.fs->root() : reinterpret_cast<Node*>(static_cast<uintptr_t>(nodeid));
+      return ctx.fs->view().LayerOf(node) == 0;
+    }
+    default:
+      return false;  // lookups and reads may wait on the disk; copy-ups, links, renames, fsync
+  }
+}
+
+}  // namespace
+
 Status FuseServer::Serve() {
   fuse_session* session = state_->session;
   if (fuse_set_signal_handlers(session) != 0) return Fail(ErrorCode::kInternal, "cannot install signal handlers");
-  // A quick request waits for a copy-up or rename holding the tree: a worker takes it then,
-  // so the reader goes on answering the rest.
-  LayerUnion& view = state_->context.fs->view();
-  const int rc = ServeSession(session, state_->options.max_threads, [&view] { return !view.tree_mutex().writer_active(); });
+  Context& ctx = state_->context;
+  const int rc = ServeSession(session, state_->options.max_threads, [&ctx](uint32_t opcode, uint64_t nodeid,
+                                                                           std::string_view arg) {
+    return IsQuickRequest(ctx, opcode, nodeid, arg);
+  });
   fuse_remove_signal_handlers(session);
   fuse_session_unmount(session);
   state_->mounted = false;

@@ -171,6 +171,7 @@ SysResult<std::optional<LayerHit>> LayerUnion::FindInLayers(const Node* dir, std
   if (!ValidName(name)) return SysFail(name.size() > NAME_MAX ? ENAMETOOLONG : EINVAL);
   if (IsReservedName(name)) return std::optional<LayerHit>();
   const std::string dir_path = PathOf(dir);
+  if (names_->IsIdentity()) return FindByPath(dir, dir_path, name, from_layer);
   std::optional<LayerHit> hit;
   for (int layer = std::max(from_layer, dir->layer); layer <= dir->last_layer; ++layer) {
     SysResult<UniqueFd> dir_fd = OpenDirAt(layer, dir, dir_path, O_PATH | O_DIRECTORY, nullptr);
@@ -196,6 +197,39 @@ SysResult<std::optional<LayerHit>> LayerUnion::FindInLayers(const Node* dir, std
     }
     // Opaque directories stop the descent; so does the last layer of an unmerged range.
     SysResult<UniqueFd> child = OpenBeneath(dir_fd->get(), hit->layer == layer ? hit->name : *on_disk, O_PATH | O_DIRECTORY);
+    if (!child || IsOpaqueDir(child->get())) break;
+  }
+  return hit;
+}
+
+SysResult<std::optional<LayerHit>> LayerUnion::FindByPath(const Node* dir, const std::string& dir_path,
+                                                          std::string_view name, int from_layer) const {
+  // Each layer of a directory's range holds every component of its path as a directory or
+  // not at all: a layer with anything else there ends the parent's range (by induction from
+  // the root), and only this view changes the upper layer. So a path resolved from the layer
+  // root meets no symlink, and two stats per layer replace opening the directory first
+  // (what a negative lookup, one per file a `tar -x` creates, costs).
+  const std::string prefix = dir->parent == nullptr ? std::string() : dir_path + "/";
+  const std::string path = prefix + std::string(name);
+  const std::string whiteout_file = prefix + WhiteoutFileName(name);
+  std::optional<LayerHit> hit;
+  for (int layer = std::max(from_layer, dir->layer); layer <= dir->last_layer; ++layer) {
+    struct stat st{};
+    if (::fstatat(chain_.fd(layer), path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno != ENOENT && errno != ENOTDIR) return LastErrno();
+      if (::fstatat(chain_.fd(layer), whiteout_file.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) break;  // AUFS form
+      continue;
+    }
+    if (IsWhiteoutStat(st)) break;
+    if (!hit) {
+      hit = LayerHit{layer, layer, std::string(name), st};
+      if (!S_ISDIR(st.st_mode)) break;
+    } else {
+      if (!S_ISDIR(st.st_mode)) break;  // a non-directory below a directory is hidden
+      hit->last_layer = layer;
+    }
+    // Opaque directories stop the descent (opened beneath: the check reads its xattrs).
+    SysResult<UniqueFd> child = OpenBeneath(chain_.fd(layer), path, O_PATH | O_DIRECTORY);
     if (!child || IsOpaqueDir(child->get())) break;
   }
   return hit;

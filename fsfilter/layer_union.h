@@ -166,6 +166,9 @@ class LayerUnion {
 
  private:
   SysResult<Entry> LookupLocked(Node* parent, std::string_view name);
+  // FindInLayers for identity names: stats by path from each layer's root.
+  SysResult<std::optional<LayerHit>> FindByPath(const Node* dir, const std::string& dir_path, std::string_view name,
+                                                int from_layer) const;
   // Opens directory `dir` (whose view path is `view_path`) in `layer` with `flags` (which
   // include O_DIRECTORY); stores its path inside that layer in `layer_path` when given.
   SysResult<UniqueFd> OpenDirAt(int layer, const Node* dir, const std::string& view_path, int flags,

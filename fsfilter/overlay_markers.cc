@@ -21,13 +21,13 @@ bool XattrIsY(const std::string& proc_path, const char* name) {
   return n == 1 && value[0] == 'y';
 }
 
+}  // namespace
+
 std::string WhiteoutFileName(std::string_view name) {
   std::string file(kWhiteoutPrefix);
   file.append(name);
   return file;
 }
-
-}  // namespace
 
 bool IsOpaqueDir(int dir_fd) {
   const std::string proc = ProcFdPath(dir_fd);

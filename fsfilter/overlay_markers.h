@@ -32,6 +32,8 @@ inline bool IsWhiteoutStat(const struct stat& st) { return S_ISCHR(st.st_mode) &
 // True when the directory `dir_fd` is opaque in either form.
 bool IsOpaqueDir(int dir_fd);
 
+// ".wh." + name: the AUFS-form whiteout file of `name`.
+std::string WhiteoutFileName(std::string_view name);
 // True when `dir_fd` holds a ".wh.<name>" whiteout file for `name`.
 bool HasWhiteoutFile(int dir_fd, std::string_view name);
 

@@ -1,7 +1,6 @@
 #define FUSE_USE_VERSION 312
 #include "fsfilter/session_loop.h"
 
-#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <linux/fuse.h>
 #include <poll.h>
@@ -29,48 +28,21 @@ constexpr int kWakeSignal = SIGUSR2;
 
 void IgnoreWake(int) {}
 
-// A request the leader may answer itself: it needs no disk I/O beyond inodes the kernel
-// already looked up, and waits on no other request. A spliced request (a large WRITE, its
-// data still in a pipe) is never quick.
-bool IsQuick(const fuse_buf& buf) {
+// The request in `buf` for `is_quick`; a spliced request (a large WRITE, its data still in
+// a pipe) is never quick.
+bool IsQuick(const fuse_buf& buf, const QuickRequest& is_quick) {
   if ((buf.flags & FUSE_BUF_IS_FD) != 0) return false;
   if (buf.size < sizeof(fuse_in_header)) return true;  // libfuse refuses it at once
   fuse_in_header header;
   std::memcpy(&header, buf.mem, sizeof(header));
-  switch (header.opcode) {
-    case FUSE_GETATTR:
-    case FUSE_RELEASE:
-    case FUSE_RELEASEDIR:
-    case FUSE_OPENDIR:
-    case FUSE_FORGET:
-    case FUSE_BATCH_FORGET:
-    case FUSE_STATFS:
-    case FUSE_ACCESS:
-    case FUSE_FLUSH:
-    case FUSE_GETXATTR:
-    case FUSE_LISTXATTR:
-    case FUSE_READLINK:
-    case FUSE_INTERRUPT:
-    case FUSE_INIT:
-    case FUSE_DESTROY:
-      return true;
-    case FUSE_OPEN: {
-      // For reading only: an open for writing may copy a whole file up.
-      fuse_open_in open_in;
-      if (buf.size < sizeof(header) + sizeof(open_in)) return true;
-      std::memcpy(&open_in, static_cast<const char*>(buf.mem) + sizeof(header), sizeof(open_in));
-      return (open_in.flags & O_ACCMODE) == O_RDONLY && (open_in.flags & O_TRUNC) == 0;
-    }
-    default:
-      return false;
-  }
+  const std::string_view arg(static_cast<const char*>(buf.mem) + sizeof(header), buf.size - sizeof(header));
+  return is_quick(header.opcode, header.nodeid, arg);
 }
 
 class LeaderFollowerLoop {
  public:
-  LeaderFollowerLoop(fuse_session* session, unsigned max_threads, std::function<bool()> may_answer_inline)
-      : session_(session), max_threads_(max_threads == 0 ? 1 : max_threads),
-        may_answer_inline_(std::move(may_answer_inline)) {}
+  LeaderFollowerLoop(fuse_session* session, unsigned max_threads, QuickRequest is_quick)
+      : session_(session), max_threads_(max_threads == 0 ? 1 : max_threads), is_quick_(std::move(is_quick)) {}
 
   int Run() {
     done_event_ = ::eventfd(0, EFD_CLOEXEC);
@@ -165,7 +137,7 @@ class LeaderFollowerLoop {
           stopping_ = true;
           break;
         }
-        const bool quick = IsQuick(buf) && (!may_answer_inline_ || may_answer_inline_());
+        const bool quick = IsQuick(buf, is_quick_);
         if (!quick) {
           lead = false;
           has_leader_ = false;
@@ -196,7 +168,7 @@ class LeaderFollowerLoop {
 
   fuse_session* const session_;
   const unsigned max_threads_;
-  const std::function<bool()> may_answer_inline_;
+  const QuickRequest is_quick_;
   int done_event_ = -1;
 
   std::mutex mutex_;  // guards everything below
@@ -212,8 +184,8 @@ class LeaderFollowerLoop {
 
 }  // namespace
 
-int ServeSession(fuse_session* session, unsigned max_threads, std::function<bool()> may_answer_inline) {
-  LeaderFollowerLoop loop(session, max_threads, std::move(may_answer_inline));
+int ServeSession(fuse_session* session, unsigned max_threads, QuickRequest is_quick) {
+  LeaderFollowerLoop loop(session, max_threads, std::move(is_quick));
   return loop.Run();
 }
 

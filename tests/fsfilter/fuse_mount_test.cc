@@ -265,6 +265,37 @@ TEST_F(FuseMountTest, DaemonisesOnlyOnceMountedAndExitsOnUnmount) {
 }
 
 
+// fchmod/fchown/futimens on an open file change its upper copy, also after a rename, and
+// for a lower file once its open copied it up; the lower file stays as it was.
+TEST_F(FuseMountTest, AttributeChangesThroughAnOpenFileReachTheUpperCopy) {
+  WriteText(dirs_.l2() / "lower", "lower\n");
+  FsfilterMount mount;
+  ASSERT_NO_FATAL_FAILURE(mount.Start({"-o", WritableOptions(), dirs_.mnt().string()}, dirs_.mnt(),
+                                      dirs_.root() / "fsfilter.log"));
+  const int made = ::open((dirs_.mnt() / "made").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ASSERT_GE(made, 0) << std::strerror(errno);
+  ASSERT_EQ(::rename((dirs_.mnt() / "made").c_str(), (dirs_.mnt() / "renamed").c_str()), 0);
+  EXPECT_EQ(::fchmod(made, 0600), 0) << std::strerror(errno);
+  EXPECT_EQ(::fchown(made, 1234, 5678), 0) << std::strerror(errno);
+  const struct timespec times[2] = {{1000, 0}, {2000, 5}};
+  EXPECT_EQ(::futimens(made, times), 0) << std::strerror(errno);
+  ::close(made);
+  const int lower = ::open((dirs_.mnt() / "lower").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(lower, 0) << std::strerror(errno);
+  EXPECT_EQ(::fchmod(lower, 0640), 0) << std::strerror(errno);
+  ::close(lower);
+  EXPECT_EQ(mount.Stop(), 0);
+
+  const struct stat renamed = Lstat(dirs_.upper() / "renamed");
+  EXPECT_EQ(renamed.st_mode & 07777, 0600u);
+  EXPECT_EQ(renamed.st_uid, 1234u);
+  EXPECT_EQ(renamed.st_gid, 5678u);
+  EXPECT_EQ(renamed.st_mtim.tv_sec, 2000);
+  EXPECT_EQ(renamed.st_mtim.tv_nsec, 5);
+  EXPECT_EQ(Lstat(dirs_.upper() / "lower").st_mode & 07777, 0640u);
+  EXPECT_EQ(Lstat(dirs_.l2() / "lower").st_mode & 07777, 0644u) << "the lower file is untouched";
+}
+
 // The request loop (fsfilter/session_loop.h) under clients running side by side: reads of
 // lower files answered inline, copy-ups (one of a 48 MiB file, long enough for the others
 // to run beside it) and creations handed to workers. With 1, 2 and the default 16 threads:
