@@ -19,7 +19,18 @@ Result<std::map<std::string, std::string>> ReadXattrs(int fd, const std::filesys
   };
   std::map<std::string, std::string> out;
   std::string names;
-  for (;;) {  // the list can grow between the size query and the read: retry on ERANGE
+  // Most entries have few xattrs or none: one call into a small buffer answers them.
+  char small[256];
+  bool listed = false;
+  if (const ssize_t n = list(small, sizeof(small)); n >= 0) {
+    names.assign(small, static_cast<size_t>(n));
+    listed = true;
+  } else if (errno == ENOTSUP || errno == EOPNOTSUPP) {
+    return out;
+  } else if (errno != ERANGE) {
+    return ErrnoFail(errno, "listxattr", path);
+  }
+  while (!listed) {  // the list can grow between the size query and the read: retry on ERANGE
     ssize_t n = list(nullptr, 0);
     if (n < 0 && (errno == ENOTSUP || errno == EOPNOTSUPP)) return out;
     if (n < 0) return ErrnoFail(errno, "listxattr", path);
@@ -28,7 +39,7 @@ Result<std::map<std::string, std::string>> ReadXattrs(int fd, const std::filesys
     if (n < 0 && errno == ERANGE) continue;
     if (n < 0) return ErrnoFail(errno, "listxattr", path);
     names.resize(static_cast<size_t>(n));
-    break;
+    listed = true;
   }
   for (size_t pos = 0; pos < names.size();) {
     std::string key(names.c_str() + pos);

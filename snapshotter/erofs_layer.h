@@ -40,8 +40,8 @@ struct LayerImageSource {
   std::string uuid_seed;
 };
 
-// EnsureLayerImage for every layer, the missing images built concurrently (a walk is
-// mostly system calls and a copy mostly I/O, so two builds overlap well on few cores).
+// EnsureLayerImage for every layer, the missing images built up to four at a time (a build
+// mostly waits on the disk, so more overlap well than there are cores).
 // Returns the image paths in the order given, or the first error (after every build ends).
 Result<std::vector<std::filesystem::path>> EnsureLayerImages(const std::vector<LayerImageSource>& layers);
 
