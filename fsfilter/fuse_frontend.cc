@@ -111,10 +111,12 @@ ssize_t PlainSplice(int fd_in, off_t* off_in, int fd_out, off_t* off_out, size_t
 
 Context& Ctx(fuse_req_t req) { return *static_cast<Context*>(fuse_req_userdata(req)); }
 
-Node* ToNode(fuse_req_t req, fuse_ino_t ino) {
-  if (ino == FUSE_ROOT_ID) return Ctx(req).fs->root();
+Node* NodeOf(Context& ctx, fuse_ino_t ino) {
+  if (ino == FUSE_ROOT_ID) return ctx.fs->root();
   return reinterpret_cast<Node*>(static_cast<uintptr_t>(ino));
 }
+
+Node* ToNode(fuse_req_t req, fuse_ino_t ino) { return NodeOf(Ctx(req), ino); }
 
 fuse_ino_t ToIno(Context& ctx, Node* node) {
   if (node == ctx.fs->root()) return FUSE_ROOT_ID;
@@ -761,8 +763,7 @@ bool IsQuickRequest(Context& ctx, uint32_t opcode, uint64_t nodeid, std::string_
       const auto in = ArgumentAs<fuse_setattr_in>(arg);
       if (!in || !ctx.fs->writable()) return true;  // refused at once
       if ((in->valid & FATTR_SIZE) != 0) return false;
-      Node* node = nodeid == FUSE_ROOT_ID ? ctx.fs->root() : reinterpret_cast<Node*>(static_cast<uintptr_t>(nodeid));
-      return ctx.fs->view().LayerOf(node) == 0;
+      return ctx.fs->view().LayerOf(NodeOf(ctx, nodeid)) == 0;
     }
     default:
       return false;  // lookups and reads may wait on the disk; copy-ups, links, renames, fsync

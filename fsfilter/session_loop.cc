@@ -19,8 +19,6 @@
 #include <thread>
 #include <vector>
 
-#include "base/log.h"
-
 namespace strata::fsfilter {
 namespace {
 
@@ -113,10 +111,9 @@ class LeaderFollowerLoop {
     std::unique_lock lock(mutex_);
     for (;;) {
       ++idle_;
-      followers_.wait(lock, [&] { return stopping_ || !has_leader_; });
+      followers_.wait(lock, [&] { return stopping_ || !leader_thread_; });
       --idle_;
       if (stopping_) break;
-      has_leader_ = true;
       leader_thread_ = ::pthread_self();
       // Lead: read and answer quick requests until one needs a worker of its own.
       bool lead = true;
@@ -124,6 +121,7 @@ class LeaderFollowerLoop {
         lock.unlock();
         buf.flags = static_cast<fuse_buf_flags>(0);  // libfuse sets FUSE_BUF_IS_FD again for a spliced request
         const int received = fuse_session_receive_buf(session_, &buf);
+        const bool quick = received > 0 && IsQuick(buf, is_quick_);
         lock.lock();
         if (received == -EINTR) {
           if (stopping_) break;
@@ -137,10 +135,8 @@ class LeaderFollowerLoop {
           stopping_ = true;
           break;
         }
-        const bool quick = IsQuick(buf, is_quick_);
         if (!quick) {
           lead = false;
-          has_leader_ = false;
           leader_thread_.reset();
           if (idle_ > 0) {
             followers_.notify_one();
@@ -154,10 +150,7 @@ class LeaderFollowerLoop {
       }
       if (stopping_) break;
     }
-    if (has_leader_ && leader_thread_ && pthread_equal(*leader_thread_, ::pthread_self())) {
-      has_leader_ = false;
-      leader_thread_.reset();
-    }
+    if (leader_thread_ && pthread_equal(*leader_thread_, ::pthread_self())) leader_thread_.reset();
     followers_.notify_all();
     --running_;
     const uint64_t one = 1;
@@ -176,8 +169,7 @@ class LeaderFollowerLoop {
   std::vector<std::thread> threads_;
   unsigned running_ = 0;
   unsigned idle_ = 0;
-  bool has_leader_ = false;
-  std::optional<pthread_t> leader_thread_;
+  std::optional<pthread_t> leader_thread_;  // the thread reading /dev/fuse, if any
   bool stopping_ = false;
   int error_ = 0;
 };
