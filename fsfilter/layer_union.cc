@@ -165,6 +165,23 @@ uint64_t LayerUnion::InoForHit(const LayerHit& hit) const {
 void LayerUnion::RememberUpperIno(ino_t upper_ino, uint64_t ino) { upper_inos_[upper_ino] = ino; }
 void LayerUnion::ForgetUpperIno(ino_t upper_ino) { upper_inos_.erase(upper_ino); }
 
+namespace {
+
+// Folds one layer's entry for a name into `hit`: the topmost entry, its range extended down
+// through directories. False when the entry ends the descent: a whiteout or a non-directory.
+bool FoldLayerEntry(std::optional<LayerHit>& hit, int layer, const std::string& on_disk, const struct stat& st) {
+  if (IsWhiteoutStat(st)) return false;
+  if (!hit) {
+    hit = LayerHit{layer, layer, on_disk, st};
+    return S_ISDIR(st.st_mode);
+  }
+  if (!S_ISDIR(st.st_mode)) return false;  // a non-directory below a directory is hidden
+  hit->last_layer = layer;
+  return true;
+}
+
+}  // namespace
+
 SysResult<std::optional<LayerHit>> LayerUnion::FindInLayers(const Node* dir, std::string_view name,
                                                             int from_layer) const {
   if (!dir->is_dir()) return SysFail(ENOTDIR);
@@ -179,24 +196,16 @@ SysResult<std::optional<LayerHit>> LayerUnion::FindInLayers(const Node* dir, std
       if (IsAbsent(dir_fd.error())) continue;
       return SysFail(dir_fd.error());
     }
-    std::optional<std::string> on_disk =
-        names_->IsIdentity() ? std::optional<std::string>(std::string(name)) : names_->MatchInLayer(dir_fd->get(), name);
+    const std::optional<std::string> on_disk = names_->MatchInLayer(dir_fd->get(), name);
     struct stat st{};
     if (!on_disk || ::fstatat(dir_fd->get(), on_disk->c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (on_disk && errno != ENOENT) return LastErrno();
       if (HasWhiteoutFile(dir_fd->get(), name)) break;  // AUFS-form whiteout
       continue;
     }
-    if (IsWhiteoutStat(st)) break;
-    if (!hit) {
-      hit = LayerHit{layer, layer, std::move(*on_disk), st};
-      if (!S_ISDIR(st.st_mode)) break;
-    } else {
-      if (!S_ISDIR(st.st_mode)) break;  // a non-directory below a directory is hidden
-      hit->last_layer = layer;
-    }
+    if (!FoldLayerEntry(hit, layer, *on_disk, st)) break;
     // Opaque directories stop the descent; so does the last layer of an unmerged range.
-    SysResult<UniqueFd> child = OpenBeneath(dir_fd->get(), hit->layer == layer ? hit->name : *on_disk, O_PATH | O_DIRECTORY);
+    SysResult<UniqueFd> child = OpenBeneath(dir_fd->get(), *on_disk, O_PATH | O_DIRECTORY);
     if (!child || IsOpaqueDir(child->get())) break;
   }
   return hit;
@@ -220,14 +229,7 @@ SysResult<std::optional<LayerHit>> LayerUnion::FindByPath(const Node* dir, const
       if (::fstatat(chain_.fd(layer), whiteout_file.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) break;  // AUFS form
       continue;
     }
-    if (IsWhiteoutStat(st)) break;
-    if (!hit) {
-      hit = LayerHit{layer, layer, std::string(name), st};
-      if (!S_ISDIR(st.st_mode)) break;
-    } else {
-      if (!S_ISDIR(st.st_mode)) break;  // a non-directory below a directory is hidden
-      hit->last_layer = layer;
-    }
+    if (!FoldLayerEntry(hit, layer, std::string(name), st)) break;
     // Opaque directories stop the descent (opened beneath: the check reads its xattrs).
     SysResult<UniqueFd> child = OpenBeneath(chain_.fd(layer), path, O_PATH | O_DIRECTORY);
     if (!child || IsOpaqueDir(child->get())) break;
